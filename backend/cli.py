@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run an rq worker for this backend's queue (needs REDIS_URL)")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
 
+    prepare = commands.add_parser("prepare", help="install Label Studio 1.23.2 and the local llama.cpp teacher "
+                                                  "into their own virtual environments, if missing")
+    prepare.add_argument("--ls-venv", default=".venv-ls", help="Label Studio's virtual environment")
+    prepare.add_argument("--teacher-venv", default=".venv-teacher", help="the local teacher's virtual environment")
+
     demo = commands.add_parser("demo", help="start Label Studio, the backend, a worker and a local teacher "
                                             "on 127.0.0.1 with a real corpus")
     from .demo import add_arguments
@@ -51,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "worker":
             return worker(args)
+        if args.command == "prepare":
+            from .demo import prepare
+
+            prepare(args.ls_venv, args.teacher_venv)
+            return 0
         from .demo import run_demo
 
         return run_demo(args)

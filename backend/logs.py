@@ -11,4 +11,6 @@ def configure_logging(level: str | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
     # httpx logs every request line at INFO, which floods the worker log during teacher rounds.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The openai client logs through "httpx2" where it bundles its own copy.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -111,6 +111,7 @@ def run_round(services, project_id: int) -> dict:
         return {"status": "skipped", "reason": "unknown or unsupported project"}
     settings = services.settings
     store = services.store
+    sync_annotations(services, project_id)
     bundle = store.load_latest(project_id)
     model_version = bundle.model_version if bundle else version_name(0)
 

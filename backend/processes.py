@@ -14,6 +14,8 @@ def free_port(preferred: int | None = None) -> int:
     """Return `preferred` when it is free on 127.0.0.1, else any free port."""
     if preferred:
         with socket.socket() as sock:
+            # A port left in TIME_WAIT by a previous run is free for a new listener.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", preferred))
                 return preferred

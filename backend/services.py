@@ -25,6 +25,18 @@ class Services:
         self._teacher = None
         self._label_studio = None
 
+    def warm_up(self) -> None:
+        """Import the training and queue stack now, so no request pays for it.
+
+        Importing scikit-learn takes seconds, longer than Label Studio's 3 s `/setup` timeout.
+        The queue itself is still built on first use: an embedded queue's thread would not
+        survive gunicorn forking its workers.
+        """
+        from . import loop, prediction, students  # noqa: F401
+
+        if self.settings.redis_url:
+            import rq  # noqa: F401
+
     @property
     def queue(self):
         with self._lock:

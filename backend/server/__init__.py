@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is None:
         services = Services(settings or Settings.from_env())
     settings = services.settings
+    services.warm_up()
     app = Flask(__name__)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
