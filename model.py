@@ -49,10 +49,10 @@ class MraruModel:
         """The parsed config; raises UnsupportedConfigError when this backend cannot serve it."""
         return cached_spec(self.label_config or "")
 
-    def setup(self, hostname: str | None = None) -> str:
+    def setup(self, hostname: str | None = None, backend_url: str | None = None) -> str:
         """Register the project's config; queue the first round the first time a project is seen."""
         self.label_spec  # raises UnsupportedConfigError before anything is stored
-        is_new = self.services.store.register_project(self.project_id, self.label_config, hostname)
+        is_new = self.services.store.register_project(self.project_id, self.label_config, hostname, backend_url)
         if is_new:
             logger.info("project=%s registered", self.project_id)
             if self.services.settings.label_studio_enabled:

@@ -151,6 +151,7 @@ def run_round(services, project_id: int) -> dict:
     client.set_task_fields(project_id, {task["id"]: {RANK_KEY: first_rank + offset}
                                         for offset, task in enumerate(chosen)})
     view_id = client.ensure_queue_view(project_id, RANK_KEY)
+    _secure_webhooks(services, project_id)
 
     record = {
         "seed": seed,
@@ -168,6 +169,22 @@ def run_round(services, project_id: int) -> dict:
     logger.info("project=%s round %s picked %s tasks (scored %s, acceptance %.3f), %s pre-labelled",
                 project_id, round_no, len(chosen), selection.n_scored, selection.acceptance_rate, len(predictions))
     return {"status": "done", "round": round_no, **record}
+
+
+def _secure_webhooks(services, project_id: int) -> None:
+    """Add this backend's Basic auth to the webhook Label Studio sends annotation events through.
+
+    Label Studio 1.23 sends Basic auth on /health, /setup, /predict and START_TRAINING, but not on
+    event webhooks, which would then be rejected with 401.
+    """
+    settings = services.settings
+    backend_url = services.store.backend_url(project_id)
+    if not settings.basic_auth_user or not backend_url:
+        return
+    from .server.auth import basic_auth_header
+
+    header = basic_auth_header(settings.basic_auth_user, settings.basic_auth_pass)
+    services.label_studio.secure_webhooks(project_id, backend_url, {"Authorization": header})
 
 
 def _teacher_predictions(services, project_id, spec, chosen, model_version):

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS projects (
     project_id INTEGER PRIMARY KEY,
     label_config TEXT NOT NULL,
     hostname TEXT,
+    backend_url TEXT,
     registered_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -105,22 +106,34 @@ class ProjectStore:
 
     # Projects -------------------------------------------------------------------------------
 
-    def register_project(self, project_id: int, label_config: str, hostname: str | None) -> bool:
-        """Store the project's label config; return True when the project was not known before."""
+    def register_project(self, project_id: int, label_config: str, hostname: str | None,
+                         backend_url: str | None = None) -> bool:
+        """Store the project's label config; return True when the project was not known before.
+
+        `backend_url` is the address Label Studio used to reach this backend, kept so rounds can
+        find the project webhook that points here.
+        """
         now = time.time()
         connection = self._connect()
         cursor = connection.execute(
-            "INSERT OR IGNORE INTO projects VALUES (?, ?, ?, ?, ?)",
-            (project_id, label_config, hostname, now, now),
+            "INSERT OR IGNORE INTO projects VALUES (?, ?, ?, ?, ?, ?)",
+            (project_id, label_config, hostname, backend_url, now, now),
         )
         if cursor.rowcount:
             return True
         connection.execute(
-            "UPDATE projects SET label_config = ?, hostname = COALESCE(?, hostname), updated_at = ? "
-            "WHERE project_id = ? AND (label_config != ? OR hostname IS NOT ?)",
-            (label_config, hostname, now, project_id, label_config, hostname),
+            "UPDATE projects SET label_config = ?, hostname = COALESCE(?, hostname), "
+            "backend_url = COALESCE(?, backend_url), updated_at = ? "
+            "WHERE project_id = ? AND (label_config != ? OR hostname IS NOT ? OR backend_url IS NOT ?)",
+            (label_config, hostname, backend_url, now, project_id, label_config, hostname, backend_url),
         )
         return False
+
+    def backend_url(self, project_id: int) -> str | None:
+        row = self._connect().execute(
+            "SELECT backend_url FROM projects WHERE project_id = ?", (project_id,)
+        ).fetchone()
+        return row[0] if row else None
 
     def project_config(self, project_id: int) -> str | None:
         row = self._connect().execute(

@@ -58,7 +58,7 @@ def setup():
         raise ApiError(400, "schema is missing or empty; send the project's label config XML as 'schema'", "schema")
     model = MraruModel(project_id, schema, _services(), extra_params=body.get("extra_params"))
     try:
-        version = model.setup(hostname=body.get("hostname"))
+        version = model.setup(hostname=body.get("hostname"), backend_url=request.url_root.rstrip("/"))
     except UnsupportedConfigError as exc:
         raise ApiError(422, f"project {project_id}: {exc}", "schema") from None
     return jsonify({"model_version": version})
