@@ -247,3 +247,30 @@ def test_versions_lists_project_history(backend):
 
     assert response.json()["versions"][0] == "mraru-v0"
     assert response.json()["versions"][-1] == version
+
+
+def test_predict_unsupported_config_returns_empty_results(backend):
+    config = "<View><Text name='t' value='$text'/><Labels name='l' toName='t'><Label value='x'/></Labels></View>"
+    tasks = [{"data": {"text": "one"}}, {"data": {"text": "two"}}]
+
+    response = requests.post(f"{backend.url}/predict", json={"tasks": tasks, "label_config": config}, timeout=5)
+
+    assert response.status_code == 200
+    assert [item["result"] for item in response.json()["results"]] == [[], []]
+
+
+def test_second_server_process_serves_new_version(backend):
+    second, second_url = start_server(backend.model_dir, backend.tmp_path, **backend.env)
+    try:
+        setup_project(backend.url, 18)
+        assert setup_project(second_url, 18) == "mraru-v0"
+        send_annotations(backend.url, 18, 8)
+        version = wait_for_version(backend.url, 18, SENTIMENT_CONFIG, "mraru-v0")
+
+        prediction = requests.post(f"{second_url}/predict", json={"tasks": [{"data": {"text": "a superb film"}}],
+                                                                  "project": 18}, timeout=5).json()["results"][0]
+    finally:
+        second.stop()
+
+    assert prediction["model_version"] == version
+    assert prediction["result"][0]["value"]["choices"] == [POSITIVE]
