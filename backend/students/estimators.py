@@ -1,0 +1,343 @@
+"""Student classifiers: scikit-learn pipelines from raw text to class probabilities.
+
+Every student starts with the same text features, a union of word 1-2-gram and character
+(char_wb) 2-4-gram TF-IDF, so texts without spaces, such as Chinese or Japanese, still get
+features. Vocabularies are capped with ``max_features`` to keep prediction fast.
+"""
+
+from collections import Counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.decomposition import TruncatedSVD
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+STUDENTS = ("svm", "lda", "rf", "gbdt", "lr")
+
+# Minimum examples per class each student needs. The SVM calibrates its scores with
+# stratified cross-validation, which needs at least two examples of every class.
+MIN_PER_CLASS = {"svm": 2, "lda": 2, "rf": 1, "gbdt": 1, "lr": 1}
+
+# Word tokens plus single punctuation or symbol characters, so "!!!" or an emoji is a feature.
+TOKEN_PATTERN = r"(?u)\w+|[^\w\s]"
+
+
+class NotEnoughDataError(ValueError):
+    """The labelled examples cannot train the student yet; the message gives counts and needs."""
+
+
+class CalibratedSVC(ClassifierMixin, BaseEstimator):
+    """Linear SVM with sigmoid-calibrated probabilities.
+
+    Calibration uses stratified k-fold cross-validation with
+    ``min(max_folds, smallest class count)`` folds, so it trains from two examples per class.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength of `LinearSVC`.
+    max_folds : int
+        Upper bound on the cross-validation folds used for calibration.
+    random_state : int
+        Seed for the folds and the SVM.
+    """
+
+    def __init__(self, C=0.5, max_folds=3, random_state=0):
+        self.C = C
+        self.max_folds = max_folds
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Fit on X of shape (n_samples, n_features) and class labels y of shape (n_samples,)."""
+        X, y = validate_data(self, X, y, accept_sparse="csr")
+        check_classification_targets(y)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        if self.classes_.size < 2:
+            raise NotEnoughDataError(
+                f"CalibratedSVC needs at least 2 classes; got 1 class ({self.classes_[0]!r})."
+            )
+        if counts.min() < 2:
+            raise NotEnoughDataError(
+                f"CalibratedSVC needs at least 2 examples per class for calibration; class "
+                f"{self.classes_[counts.argmin()]!r} has {counts.min()}."
+            )
+        folds = StratifiedKFold(
+            n_splits=int(min(self.max_folds, counts.min())), shuffle=True, random_state=self.random_state
+        )
+        svm = LinearSVC(C=self.C, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=folds).fit(X, y)
+        return self
+
+    def predict_proba(self, X):
+        """Return probabilities of shape (n_samples, n_classes); columns follow `classes_`."""
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X):
+        """Return the most probable class of each row, shape (n_samples,)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class CappedTruncatedSVD(TransformerMixin, BaseEstimator):
+    """Truncated SVD whose rank is capped by the data: ``min(n_components, n_samples - 1, n_features - 1)``.
+
+    Parameters
+    ----------
+    n_components : int
+        Requested rank; the fitted rank is `n_components_` (at least 1).
+    random_state : int
+        Seed of the randomized SVD solver.
+    """
+
+    def __init__(self, n_components=100, random_state=0):
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Fit on X of shape (n_samples, n_features)."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit and return the projection of shape (n_samples, n_components_)."""
+        X = validate_data(self, X, accept_sparse=["csr", "csc"])
+        n_samples, n_features = X.shape
+        self.n_components_ = max(1, min(self.n_components, n_samples - 1, n_features - 1))
+        self.svd_ = TruncatedSVD(self.n_components_, random_state=self.random_state)
+        return self.svd_.fit_transform(X)
+
+    def transform(self, X):
+        """Project X of shape (n_samples, n_features) to shape (n_samples, n_components_)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        return self.svd_.transform(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MultiLabelHead(ClassifierMixin, BaseEstimator):
+    """One binary classifier per label, on shared features.
+
+    A label whose positives or negatives number fewer than `min_per_class` (including a label
+    that is always 0 or always 1) gets a constant probability: its positive rate in training.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Unfitted binary classifier, cloned for each label.
+    min_per_class : int
+        Examples of each value (0 and 1) a label needs before a classifier is trained for it.
+    """
+
+    def __init__(self, estimator=None, min_per_class=1):
+        self.estimator = estimator
+        self.min_per_class = min_per_class
+
+    def fit(self, X, Y):
+        """Fit on features X of shape (n_samples, n_features) and a 0/1 indicator Y of shape (n_samples, n_labels)."""
+        if self.estimator is None:
+            raise ValueError("MultiLabelHead needs an estimator; pass an unfitted binary classifier.")
+        Y = check_indicator(Y)
+        self.classes_ = np.arange(Y.shape[1])
+        self.estimators_, self.constants_ = [], np.full(Y.shape[1], np.nan)
+        for label in range(Y.shape[1]):
+            column = Y[:, label]
+            n_positive = int(column.sum())
+            if min(n_positive, column.size - n_positive) < self.min_per_class:
+                self.constants_[label] = n_positive / column.size
+                self.estimators_.append(None)
+            else:
+                self.estimators_.append(clone(self.estimator).fit(X, column))
+        return self
+
+    def predict_proba(self, X):
+        """Return positive-class probabilities of shape (n_samples, n_labels)."""
+        check_is_fitted(self)
+        n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
+        proba = np.empty((n_samples, self.classes_.size))
+        for label, estimator in enumerate(self.estimators_):
+            if estimator is None:
+                proba[:, label] = self.constants_[label]
+            else:
+                positive = int(np.flatnonzero(estimator.classes_ == 1)[0])
+                proba[:, label] = estimator.predict_proba(X)[:, positive]
+        return proba
+
+    def predict(self, X):
+        """Return the 0/1 indicator of shape (n_samples, n_labels), thresholded at 0.5."""
+        return (self.predict_proba(X) >= 0.5).astype(int)
+
+
+def check_indicator(Y) -> np.ndarray:
+    """Validate a multi-label 0/1 indicator of shape (n_samples, n_labels) and return it as ints."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2 or Y.shape[1] < 1:
+        raise ValueError(
+            f"multi-label targets must be a 0/1 indicator of shape (n_samples, n_labels); got shape "
+            f"{Y.shape}. Build it with sklearn.preprocessing.MultiLabelBinarizer."
+        )
+    if Y.size and not np.isin(Y, (0, 1)).all():
+        raise ValueError("multi-label targets must contain only 0 and 1; got other values.")
+    return Y.astype(int)
+
+
+def make_text_features() -> FeatureUnion:
+    """Build the shared text features: word 1-2-gram and char_wb 2-4-gram TF-IDF."""
+    words = TfidfVectorizer(
+        ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, sublinear_tf=True, max_features=20000,
+        dtype=np.float32,
+    )
+    chars = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=30000, dtype=np.float32
+    )
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def make_student(name: str = "svm", *, multilabel: bool = False, random_state: int = 0) -> Pipeline:
+    """Build an unfitted student that takes a list of texts.
+
+    Parameters
+    ----------
+    name : {"svm", "lda", "rf", "gbdt", "lr"}
+        "svm": calibrated linear SVM on TF-IDF (the default). "lda": TF-IDF, truncated SVD
+        (rank capped by the data) and shrinkage LDA. "rf": random forest on TF-IDF. "gbdt":
+        histogram gradient boosting on SVD-reduced TF-IDF. "lr": logistic regression on TF-IDF.
+    multilabel : bool
+        If True, the last step is a `MultiLabelHead`: ``fit(texts, Y)`` takes a 0/1 indicator of
+        shape (n_samples, n_labels) and ``predict_proba`` returns positive-class probabilities
+        of that shape.
+    random_state : int
+        Seed of every randomized step.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+    """
+    if name not in STUDENTS:
+        raise ValueError(f"unknown student {name!r}; expected one of {list(STUDENTS)}.")
+    steps = [("features", make_text_features())]
+    if name in ("lda", "gbdt"):
+        steps.append(("svd", CappedTruncatedSVD(n_components=100, random_state=random_state)))
+    classifier = {
+        "svm": lambda: CalibratedSVC(C=0.5, random_state=random_state),
+        "lda": lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
+        "rf": lambda: RandomForestClassifier(n_estimators=100, random_state=random_state),
+        "gbdt": lambda: HistGradientBoostingClassifier(
+            max_iter=100, min_samples_leaf=5, early_stopping=False, random_state=random_state
+        ),
+        "lr": lambda: LogisticRegression(C=10.0, max_iter=1000),
+    }[name]()
+    if multilabel:
+        classifier = MultiLabelHead(classifier, min_per_class=MIN_PER_CLASS[name])
+    steps.append(("classifier", classifier))
+    return Pipeline(steps)
+
+
+def check_trainable(labels, name: str = "svm", *, multilabel: bool = False) -> dict:
+    """Check that the labels can train student `name`; raise `NotEnoughDataError` if not.
+
+    Parameters
+    ----------
+    labels : list of str, or array-like of shape (n_samples, n_labels)
+        Class names, or a 0/1 indicator when `multilabel` is True.
+    name : str
+        Student name; sets the examples needed per class (`MIN_PER_CLASS`).
+    multilabel : bool
+        Whether `labels` is a multi-label indicator.
+
+    Returns
+    -------
+    counts : dict
+        Examples per class, or positives per label column for multi-label.
+    """
+    if name not in MIN_PER_CLASS:
+        raise ValueError(f"unknown student {name!r}; expected one of {list(STUDENTS)}.")
+    needed = MIN_PER_CLASS[name]
+    if multilabel:
+        return _check_trainable_multilabel(labels, name, needed)
+
+    counts = dict(sorted(Counter(str(label) for label in labels).items()))
+    if len(counts) < 2:
+        raise NotEnoughDataError(
+            f"student {name!r} needs examples of at least 2 classes; got {len(labels)} examples "
+            f"with counts {counts}. Annotate tasks of another class before training."
+        )
+    short = {label: n for label, n in counts.items() if n < needed}
+    if short:
+        raise NotEnoughDataError(
+            f"student {name!r} needs at least {needed} examples per class; classes {short} have "
+            f"fewer (all counts: {counts}). Annotate more tasks of those classes."
+        )
+    return counts
+
+
+def _check_trainable_multilabel(labels, name: str, needed: int) -> dict:
+    """Require at least one label column with `needed` positives and `needed` negatives."""
+    Y = check_indicator(labels)
+    positives = Y.sum(axis=0)
+    counts = {int(label): int(n) for label, n in enumerate(positives)}
+    trainable = (positives >= needed) & (Y.shape[0] - positives >= needed)
+    if not trainable.any():
+        raise NotEnoughDataError(
+            f"student {name!r} needs at least one label with {needed} positive and {needed} "
+            f"negative examples; got {Y.shape[0]} examples with positives per label {counts}. "
+            "Annotate more tasks."
+        )
+    return counts
+
+
+def fit_student(name: str, texts, labels, *, multilabel: bool = False, random_state: int = 0):
+    """Check the labels, then fit a fresh clone of ``make_student(name, ...)``.
+
+    Parameters
+    ----------
+    name : str
+        Student name (see `make_student`).
+    texts : list of str, length n_samples
+    labels : list of str of length n_samples, or array-like of shape (n_samples, n_labels)
+        Class names, or a 0/1 indicator when `multilabel` is True.
+    multilabel : bool
+    random_state : int
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Fitted; ``predict_proba`` columns follow ``classes_``.
+    """
+    texts = list(texts)
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError("texts must be a list of str; convert or drop the non-text items first.")
+    if len(texts) != len(labels):
+        raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; pass one label per text.")
+    check_trainable(labels, name, multilabel=multilabel)
+
+    targets = check_indicator(labels) if multilabel else np.asarray([str(label) for label in labels])
+    student = clone(make_student(name, multilabel=multilabel, random_state=random_state))
+    try:
+        return student.fit(texts, targets)
+    except ValueError as error:
+        if "empty vocabulary" not in str(error):
+            raise
+        raise NotEnoughDataError(
+            f"student {name!r}: the {len(texts)} training texts contain no words or characters "
+            "to build features from; annotate tasks with non-empty text."
+        ) from error
