@@ -1,8 +1,8 @@
 """The Label Studio ML backend class, with the interface of label-studio-ml's `LabelStudioMLBase`.
 
-`predict(tasks, context=None, **kwargs)` answers from the newest published student and never calls
-the teacher; `fit(event, data, **kwargs)` records the event and queues a retrain, so both return
-within Label Studio's request timeouts. The HTTP server in `backend.server` calls this class.
+`predict(tasks, context=None, **kwargs)` predicts with the newest published student and never
+calls the teacher. `fit(event, data, **kwargs)` records the event and queues a retrain. Both
+return within Label Studio's request timeouts. The HTTP server in `backend.server` calls this class.
 """
 
 import functools

@@ -1,8 +1,9 @@
 """`mraru demo`: the whole loop on 127.0.0.1 with a real corpus, stopped with Ctrl-C.
 
-It installs what is missing (Label Studio 1.23.2 and the llama.cpp teacher, each in its own
-virtual environment), starts Label Studio, the local teacher, the backend and a worker, creates a
-project from a corpus, connects the backend, waits for the first round and prints what to click.
+It installs what is missing: Label Studio 1.23.2 and the llama.cpp teacher, each in its own
+virtual environment. Then it starts Label Studio, the local teacher, the backend and a worker,
+creates a project from a corpus, connects the backend, waits for the first round and prints
+what to click.
 """
 
 import json

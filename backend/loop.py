@@ -41,8 +41,8 @@ def _project_spec(services, project_id: int) -> LabelSpec | None:
 def sync_annotations(services, project_id: int) -> None:
     """Replace the stored annotations with Label Studio's, when Label Studio is reachable.
 
-    Webhooks can be lost (Label Studio sends each once, with a 1 s timeout), so a retrain starts
-    from Label Studio's own list; without it, the annotations received by webhook are used.
+    Label Studio sends each webhook once, with a 1 s timeout, so webhooks can be lost. A retrain
+    therefore starts from Label Studio's own list, and falls back to webhook data without it.
     """
     client = services.label_studio
     if client is None:

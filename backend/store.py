@@ -1,7 +1,7 @@
 """Durable project state in MODEL_DIR: projects, annotations, rounds and versioned student artifacts.
 
-Small records live in one SQLite database (WAL mode, so several server and worker processes
-share it); fitted students are pickles written to a temporary file and published with
+Small records live in one SQLite database in WAL mode, which several server and worker
+processes share. Fitted students are pickles written to a temporary file and published with
 `os.replace`, so a reader sees either the previous version or the complete new one.
 """
 

@@ -25,9 +25,12 @@ def _job_id(kind: JobKind, project_id: int) -> str:
 
 
 class RedisJobQueue:
-    """rq-backed queue. A Redis key per (kind, project) marks the one queued job; a Redis lock
-    per (kind, project) lets only one run, and the running job clears the mark once it holds the
-    lock, so requests that arrive during a run queue exactly one follow-up."""
+    """rq-backed queue with one queued and one running job per (kind, project).
+
+    A Redis key per (kind, project) marks the queued job, and a Redis lock lets only one job run.
+    The running job clears the mark only once it holds the lock, so requests that arrive during
+    a run queue exactly one follow-up.
+    """
 
     def __init__(self, settings, connection=None):
         from redis import Redis
@@ -49,7 +52,8 @@ class RedisJobQueue:
 
         job_id = _job_id(kind, project_id)
         pending = self._pending_key(kind, project_id)
-        # The mark expires, so a job lost with its worker cannot block the project for good.
+        # The mark expires after the job timeout plus 120 s, so a job lost with its worker
+        # blocks new requests for that long at most.
         if not self.connection.set(pending, job_id, nx=True, ex=self.settings.job_timeout + 120):
             existing = self.connection.get(pending)
             return (existing.decode() if existing else job_id), False

@@ -1,4 +1,4 @@
-"""Typed API errors and the handlers that turn every failure into a JSON answer."""
+"""Typed API errors and the handlers that turn every failure into a JSON response."""
 
 import logging
 
