@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: demo test install prepare redis benchmark
+.PHONY: demo test install prepare redis compose-check-tool benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ prepare: install
 redis:
 	bash scripts/ensure-redis.sh
 
+# Debian's docker-compose validates docker/docker-compose.yml in the tests (no Docker engine needed).
+compose-check-tool:
+	@command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+
 demo: install
 	$(VENV)/bin/mraru demo
 
-test: prepare redis
+test: prepare redis compose-check-tool
 	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra tests --ignore=tests/benchmarks
 
-benchmark: install redis
+benchmark: prepare redis
 	$(VENV)/bin/python -m pytest -p no:cacheprovider -s tests/benchmarks

@@ -1,8 +1,9 @@
 """Student classifiers: scikit-learn pipelines from raw text to class probabilities.
 
-Every student starts with the same text features, a union of word 1-2-gram and character
-(char_wb) 2-4-gram TF-IDF, so texts without spaces, such as Chinese or Japanese, still get
-features. Vocabularies are capped with ``max_features`` to keep prediction fast.
+Every student starts with the same text features: word 1-2-gram TF-IDF, plus character (char_wb)
+2-4-gram TF-IDF when the training texts include text without spaces, such as Chinese or Japanese
+(see `backend.students.features`). Vocabularies are capped with ``max_features`` to keep
+prediction fast.
 """
 
 from collections import Counter
@@ -13,13 +14,14 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import TruncatedSVD
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .features import TextFeatures
 
 STUDENTS = ("svm", "lda", "rf", "gbdt", "lr")
 
@@ -27,8 +29,6 @@ STUDENTS = ("svm", "lda", "rf", "gbdt", "lr")
 # stratified cross-validation, which needs at least two examples of every class.
 MIN_PER_CLASS = {"svm": 2, "lda": 2, "rf": 1, "gbdt": 1, "lr": 1}
 
-# Word tokens plus single punctuation or symbol characters, so "!!!" or an emoji is a feature.
-TOKEN_PATTERN = r"(?u)\w+|[^\w\s]"
 
 
 class NotEnoughDataError(ValueError):
@@ -74,7 +74,9 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
             n_splits=int(min(self.max_folds, counts.min())), shuffle=True, random_state=self.random_state
         )
         svm = LinearSVC(C=self.C, random_state=self.random_state)
-        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=folds).fit(X, y)
+        # One SVM refit on all data with calibrators from the folds: a third of the prediction
+        # cost of keeping one SVM per fold, at the same held-out accuracy on Rotten Tomatoes.
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
         return self
 
     def predict_proba(self, X):
@@ -200,16 +202,9 @@ def check_indicator(Y) -> np.ndarray:
     return Y.astype(int)
 
 
-def make_text_features() -> FeatureUnion:
-    """Build the shared text features: word 1-2-gram and char_wb 2-4-gram TF-IDF."""
-    words = TfidfVectorizer(
-        ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, sublinear_tf=True, max_features=20000,
-        dtype=np.float32,
-    )
-    chars = TfidfVectorizer(
-        analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, max_features=30000, dtype=np.float32
-    )
-    return FeatureUnion([("words", words), ("chars", chars)])
+def make_text_features() -> TextFeatures:
+    """Build the shared text features (see `TextFeatures`)."""
+    return TextFeatures()
 
 
 def make_student(name: str = "svm", *, multilabel: bool = False, random_state: int = 0) -> Pipeline:

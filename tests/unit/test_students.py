@@ -3,6 +3,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
+from backend.students.features import TextFeatures, unspaced_share
 from backend.students import STUDENTS, NotEnoughDataError, check_trainable, fit_student, make_student
 from backend.students.estimators import CalibratedSVC, CappedTruncatedSVD, MultiLabelHead
 
@@ -75,7 +76,7 @@ def test_fit_student_cjk_texts_get_features():
     student = fit_student("svm", texts, labels)
     features = student[:-1].transform(texts)
     assert np.all(features.getnnz(axis=1) > 3)
-    chars = student.named_steps["features"].transformer_list[1][1]
+    chars = student.named_steps["features"].chars_
     assert "电影" in chars.vocabulary_
     assert student.predict_proba(["很无聊的电影"]).shape == (1, 2)
 
@@ -181,3 +182,24 @@ def test_check_trainable_multilabel_invalid_indicator():
 def test_multilabel_head_without_estimator():
     with pytest.raises(ValueError, match="MultiLabelHead needs an estimator"):
         MultiLabelHead().fit(np.ones((2, 2)), np.array([[0], [1]]))
+
+
+def test_text_features_skip_chars_for_spaced_text():
+    features = TextFeatures().fit(["a fine film", "a dull film", "great acting", "poor acting"])
+
+    assert features.chars_ is None
+    assert features.transform(["fine acting"]).shape[1] == len(features.words_.vocabulary_)
+
+
+def test_text_features_add_chars_for_japanese():
+    texts = ["とても面白い映画でした", "つまらない映画でした", "a fine film", "a dull film"]
+
+    features = TextFeatures().fit(texts)
+
+    assert features.chars_ is not None
+    assert unspaced_share(texts) == 0.5
+
+
+def test_text_features_reject_bad_char_setting():
+    with pytest.raises(ValueError, match="char_ngrams must be 'auto', True or False; got 'yes'"):
+        TextFeatures(char_ngrams="yes").fit(["text"])
