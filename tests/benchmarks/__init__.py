@@ -1,0 +1,1 @@
+"""Benchmarks over real HTTP against `mraru serve`. The normal test run ignores this folder."""
