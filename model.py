@@ -21,9 +21,22 @@ TRAIN_EVENT = "START_TRAINING"
 SUPPORTED_EVENTS = (*ANNOTATION_EVENTS, DELETE_EVENT, TRAIN_EVENT)
 
 
+MAX_CACHED_CONFIG_CHARS = 64 * 1024
+
+
 @functools.lru_cache(maxsize=256)
-def cached_spec(label_config: str) -> LabelSpec:
+def _cached_spec(label_config: str) -> LabelSpec:
     return parse_label_config(label_config)
+
+
+def cached_spec(label_config: str) -> LabelSpec:
+    """Parse a label config and cache the result for configs up to 64 KB.
+
+    Larger configs are parsed on each call, so a client cannot fill memory with cache entries.
+    """
+    if len(label_config) > MAX_CACHED_CONFIG_CHARS:
+        return parse_label_config(label_config)
+    return _cached_spec(label_config)
 
 
 class MraruModel:

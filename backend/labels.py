@@ -56,14 +56,16 @@ def parse_label_config(config: str) -> LabelSpec:
     Raises
     ------
     UnsupportedConfigError
-        If the XML is invalid or unsafe, or no `<Choices>` control labels a `<Text>` object.
+        If the XML is invalid or declares a DTD or entities, two tags share a name, a `<Choices>`
+        repeats a value, a `<Text>` reads a URL (``valueType="url"``), or no `<Choices>` control
+        labels a `<Text>` object.
     """
     if not isinstance(config, str) or not config.strip():
         raise UnsupportedConfigError(
             "label config is empty; send the project's XML label config with a <Text> "
             "object and a <Choices> control"
         )
-    _check_xml(config)
+    _check_tags(_check_xml(config))
     try:
         interface = LabelInterface(config)
     except Exception as exc:  # the SDK raises several unrelated types on bad configs
@@ -71,19 +73,18 @@ def parse_label_config(config: str) -> LabelSpec:
 
     texts = {obj.name: obj for obj in interface.objects if obj.tag == "Text"}
     blocks = []
-    seen_names = set()
     for control in interface.controls:
         if control.tag != "Choices":
             continue
-        if control.name in seen_names:
-            raise UnsupportedConfigError(
-                f"label config has two <Choices> named {control.name!r}; give each control a unique name"
-            )
-        seen_names.add(control.name)
         targets = [name for name in control.to_name if name in texts]
         if not targets:
             continue
         text = texts[targets[0]]
+        if str(text.attr.get("valueType", "text")).lower() == "url":
+            raise UnsupportedConfigError(
+                f"<Text name={text.name!r}> has valueType=\"url\": the task data would be a link, and this "
+                "backend never fetches task URLs; import the text itself and remove valueType=\"url\""
+            )
         choices = tuple(control.labels)
         if len(choices) < 2:
             raise UnsupportedConfigError(
@@ -113,9 +114,10 @@ def parse_label_config(config: str) -> LabelSpec:
     return LabelSpec(blocks=tuple(blocks))
 
 
-def _check_xml(config: str) -> None:
+def _check_xml(config: str):
+    """Parse `config` with DTDs and entities forbidden and return the root element."""
     try:
-        SafeElementTree.fromstring(config, forbid_dtd=True)
+        return SafeElementTree.fromstring(config, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise UnsupportedConfigError(
             f"label config uses a DTD or entities, which are rejected for safety ({type(exc).__name__}); "
@@ -123,6 +125,29 @@ def _check_xml(config: str) -> None:
         ) from exc
     except SafeElementTree.ParseError as exc:
         raise UnsupportedConfigError(f"label config is not valid XML: {exc}; fix the XML") from exc
+
+
+def _check_tags(root) -> None:
+    """Reject duplicate tag names and duplicate <Choice> values, which the SDK would merge silently."""
+    seen: dict[str, str] = {}
+    for element in root.iter():
+        name = element.get("name")
+        if name is None:
+            continue
+        if name in seen:
+            raise UnsupportedConfigError(
+                f"label config has two tags named {name!r} (<{seen[name]}> and <{element.tag}>); "
+                "give each tag a unique name"
+            )
+        seen[name] = element.tag
+    for choices in root.iter("Choices"):
+        values = [choice.get("alias") or choice.get("value") for choice in choices.iter("Choice")]
+        repeated = sorted({value for value in values if values.count(value) > 1 and value is not None})
+        if repeated:
+            raise UnsupportedConfigError(
+                f"<Choices name={choices.get('name')!r}> lists {repeated} more than once; "
+                "keep one <Choice> per value"
+            )
 
 
 def _value_key(value: str) -> str:

@@ -3,7 +3,7 @@
 import logging
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,13 @@ def register_error_handlers(app: Flask) -> None:
         if error.field:
             body["field"] = error.field
         return jsonify(body), error.status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def handle_too_large(error: RequestEntityTooLarge):
+        limit_mb = (app.config.get("MAX_CONTENT_LENGTH") or 0) / (1024 * 1024)
+        message = (f"request body is over the {limit_mb:g} MB limit; send fewer tasks per request "
+                   "or raise MRARU_MAX_REQUEST_MB")
+        return jsonify({"status": "error", "message": message}), 413
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):

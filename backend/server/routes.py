@@ -12,16 +12,33 @@ logger = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__)
 
+MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER
+DEFAULT_MAX_REQUEST_MB = 64
 SEND_PAYLOAD_HINT = ('enable "Send payload" on the project webhook in Label Studio '
                      "(Settings > Webhooks), so each event carries its data")
+
+
+@api.record_once
+def _limit_request_size(state) -> None:
+    """Reject request bodies over the size limit with 413 before they are read."""
+    settings = state.app.extensions["mraru"].settings
+    megabytes = getattr(settings, "max_request_mb", DEFAULT_MAX_REQUEST_MB)
+    state.app.config["MAX_CONTENT_LENGTH"] = int(megabytes * 1024 * 1024)
 
 
 def _services():
     return current_app.extensions["mraru"]
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
 def _json_body(hint: str) -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, f"request body nests too deeply to parse; {hint}") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object; {hint}")
     return body
@@ -31,13 +48,11 @@ def parse_project_id(value, field: str = "project") -> int:
     """Return the numeric id from `12`, `"12"` or Label Studio's `"12.1700000000"` form."""
     if isinstance(value, dict):
         value = value.get("id")
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int) and value >= 0:
+    if _is_id(value):
         return value
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
-        if head.isdigit():
+        if head.isascii() and head.isdigit() and _is_id(int(head)):
             return int(head)
     raise ApiError(400, f"{field}={value!r} is not a project id; send the Label Studio project id "
                         "as a number or as '<id>.<timestamp>'", field)
@@ -111,15 +126,15 @@ def webhook():
 def _check_event_body(action: str, body: dict) -> None:
     if action in ANNOTATION_EVENTS:
         annotation, task = body.get("annotation"), body.get("task")
-        if not isinstance(annotation, dict) or not isinstance(annotation.get("id"), int):
+        if not isinstance(annotation, dict) or not _is_id(annotation.get("id")):
             raise ApiError(400, f"{action} webhook has no annotation with an integer 'id'; {SEND_PAYLOAD_HINT}",
                            "annotation")
-        if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+        if not isinstance(task, dict) or not _is_id(task.get("id")):
             raise ApiError(400, f"{action} webhook has no task with an integer 'id'; {SEND_PAYLOAD_HINT}", "task")
     elif action == DELETE_EVENT:
         annotations = body.get("annotations")
         if not isinstance(annotations, list) or not all(
-            isinstance(item, dict) and isinstance(item.get("id"), int) for item in annotations
+            isinstance(item, dict) and _is_id(item.get("id")) for item in annotations
         ):
             raise ApiError(400, f"{action} webhook needs 'annotations': [{{\"id\": <int>}}, ...]; "
                                 f"{SEND_PAYLOAD_HINT}", "annotations")
