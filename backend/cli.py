@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_arguments
 
     add_arguments(demo)
+    simulate = commands.add_parser("simulate", help="measure M-RARU against baselines offline on labelled corpora")
+    from .simulate.cli import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
     return parser
 
 
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args)
         if args.command == "worker":
             return worker(args)
+        if args.command == "simulate":
+            from .simulate.cli import run as run_simulate
+
+            return run_simulate(args)
         if args.command == "prepare":
             from .demo import prepare
 

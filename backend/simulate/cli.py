@@ -1,0 +1,231 @@
+"""`mraru simulate`: learning curves per strategy (default) or the selection-cost measurement."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from backend.sampling import STRATEGIES
+from backend.simulate import report
+from backend.simulate.corpora import load_corpus, split_corpus
+from backend.simulate.fitting import FEATURES, make_fitter
+from backend.simulate.runner import RunConfig, full_pool_reference, run_simulation
+from backend.simulate.teachers import make_teacher
+from backend.students import STUDENTS
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `simulate` options to `parser`."""
+    parser.add_argument("--mode", choices=("curves", "selection-cost", "student-cost"), default="curves",
+                        help="learning curves per strategy (default), selection cost at large pools, or "
+                             "fit and predict time of every student")
+    parser.add_argument("--dataset", default="rotten_tomatoes",
+                        help="comma list of rotten_tomatoes, bbc_news, tweets, spamassassin or CSV/JSONL files; "
+                             "NAME@N sets that corpus's budget to N")
+    parser.add_argument("--teacher", default="gold", help="gold, noisy:<rate> (e.g. noisy:0.1) or llm")
+    parser.add_argument("--teacher-cache", default=None,
+                        help="sqlite answer cache of the llm teacher (default OUT/teacher.sqlite3)")
+    parser.add_argument("--strategy", default="mraru,random,margin",
+                        help=f"comma list of {', '.join(STRATEGIES)}; a strategy may carry its own "
+                             "parameters, e.g. mraru:tau=1:eps=0 or power:power=2")
+    parser.add_argument("--eps", type=float, default=0.05, help="M-RARU floor and epsilon_uncertainty rate")
+    parser.add_argument("--tau", type=float, default=0.25, help="M-RARU temperature")
+    parser.add_argument("--power", type=float, default=1.0, help="exponent of power sampling")
+    parser.add_argument("--uncertainty", default="margin", help="measure for mraru, epsilon_uncertainty and power")
+    parser.add_argument("--student", default="svm", choices=STUDENTS)
+    parser.add_argument("--features", default="tfidf", choices=FEATURES)
+    parser.add_argument("--seed-size", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=1000, help="teacher labels per run, seed set included")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per strategy, seeds 0..N-1")
+    parser.add_argument("--pool-limit", type=int, default=None, help="stratified subsample of the pool")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the fixed test split")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--out", default="simulation", help="output folder")
+    parser.add_argument("--fresh", action="store_true",
+                        help="rerun runs whose results already exist in OUT (by default they are reused)")
+    parser.add_argument("--pool-sizes", default="10000,100000,1000000", help="selection-cost: pool sizes")
+    parser.add_argument("--exhaustive-up-to", type=int, default=100000,
+                        help="selection-cost: measure exhaustive ranking up to this pool size, extrapolate above")
+
+
+def parse_strategies(text: str, base: RunConfig) -> list[RunConfig]:
+    """Parse "mraru,random,mraru:tau=1:eps=0" into run configs derived from `base`."""
+    configs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, *options = item.split(":")
+        overrides = {"strategy": name}
+        for option in options:
+            key, _, value = option.partition("=")
+            if key not in ("eps", "tau", "power", "uncertainty"):
+                raise ValueError(f"strategy {item!r}: unknown parameter {key!r}; use eps, tau, power or uncertainty.")
+            overrides[key] = value if key == "uncertainty" else float(value)
+        configs.append(replace(base, **overrides))
+    return configs
+
+
+def run(args) -> int:
+    """Entry point of `mraru simulate`: exit status 2 with the message for invalid input."""
+    try:
+        return _run(args)
+    except (ValueError, ImportError) as error:
+        print(f"mraru simulate: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.mode in ("selection-cost", "student-cost"):
+        from backend.simulate.cost import run_selection_cost, run_student_cost
+
+        result = (run_selection_cost if args.mode == "selection-cost" else run_student_cost)(args, out)
+        print(result["markdown"])
+        return 0
+    base = RunConfig(student=args.student, features=args.features, seed_size=args.seed_size,
+                     batch_size=args.batch_size, budget=args.budget, eps=args.eps, tau=args.tau,
+                     uncertainty=args.uncertainty, power=args.power)
+    configs = parse_strategies(args.strategy, base)
+    started = time.perf_counter()
+    tables = []
+    for item in filter(None, (name.strip() for name in args.dataset.split(","))):
+        dataset, _, budget = item.partition("@")
+        corpus_configs = [replace(config, budget=int(budget)) for config in configs] if budget else configs
+        tables.append(run_corpus(dataset, corpus_configs, args, out))
+    total = time.perf_counter() - started
+    (out / "summary.md").write_text("\n".join(tables) + f"\nTotal wall time: {total:.0f} s.\n")
+    print("\n".join(tables))
+    print(f"total wall time {total:.0f} s; results in {out}")
+    return 0
+
+
+def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
+    """Run every strategy and seed on one corpus; write runs, curves, summary and plot."""
+    split = split_corpus(load_corpus(dataset), test_fraction=args.test_fraction, split_seed=args.split_seed,
+                         pool_limit=args.pool_limit)
+    folder = out / split.name / args.teacher.replace(":", "")
+    configs = [replace(config, budget=min(config.budget, len(split.pool_texts))) for config in configs]
+    cache = args.teacher_cache or str(out / "teacher.sqlite3")
+    meta = {"corpus": split.name, "teacher": args.teacher, "pool": len(split.pool_texts),
+            "test": len(split.test_texts), "classes": list(split.classes)}
+
+    fit = make_fitter(args.student, args.features, corpus=split)
+    reference_teacher = make_teacher(args.teacher if args.teacher != "llm" else "gold", split.pool_texts,
+                                     split.pool_labels, split.classes, seed=0)
+    reference = full_pool_reference(split, reference_teacher.label(range(len(split.pool_texts))), fit)
+    reference["labels"] = "gold" if args.teacher == "llm" else args.teacher
+    logger.info("corpus=%s full-pool reference: %s", split.name, reference)
+
+    tasks, runs = [], []
+    for config in configs:
+        for seed in range(args.seeds):
+            done = _stored_run(folder, replace(config, seed=seed), args.teacher)
+            if done is not None and not args.fresh:
+                runs.append(done)
+            else:
+                tasks.append((config, seed))
+    bar = _progress(len(tasks), f"{split.name}")
+    jobs = 1 if args.teacher == "llm" else max(1, args.jobs)
+    if jobs == 1:
+        for config, seed in tasks:
+            runs.append(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
+            bar(runs[-1])
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_one_run, split, replace(config, seed=seed), args.teacher, cache, fit)
+                       for config, seed in tasks]
+            for future in as_completed(futures):
+                runs.append(future.result())
+                bar(runs[-1])
+    runs.sort(key=lambda run: (run["config"]["label"], run["config"]["seed"]))
+
+    all_rows = []
+    for run_record in runs:
+        run_record["meta"] = meta
+        report.write_run(run_record, _run_path(folder, run_record["config"]))
+        all_rows.extend(report.curve_rows(run_record))
+    _write_csv(folder / "curves.csv", all_rows)
+    rows = report.summarize(runs, reference)
+    title = f"{split.name}, teacher {args.teacher}, student {args.student}/{args.features}, " \
+            f"seed {args.seed_size}, batch {args.batch_size}"
+    table = report.markdown_table(rows, reference, title)
+    (folder / "summary.json").write_text(json.dumps({"meta": meta, "reference": reference, "rows": rows}, indent=1))
+    (folder / "summary.md").write_text(table)
+    from backend.simulate.plots import plot_curves
+
+    plot_curves(runs, folder / f"{split.name}.png", title, reference)
+    return table
+
+
+def _run_path(folder: Path, config) -> Path:
+    """Where a run's JSON and CSV go (without suffix); `config` is a RunConfig or its dict."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    label = config["label"] if isinstance(config, dict) else config.label
+    name = f"{label}-{get('student')}-{get('features')}-b{get('batch_size')}-n{get('budget')}-seed{get('seed')}"
+    for old, new in ((",", "_"), ("=", ""), ("(", "_"), (")", ""), (".", "p")):
+        name = name.replace(old, new)
+    return folder / "runs" / name
+
+
+def _stored_run(folder: Path, config: RunConfig, teacher: str):
+    """A finished run with the same settings and teacher from an earlier call, or None."""
+    path = _run_path(folder, config).with_suffix(".json")
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    same = record.get("meta", {}).get("teacher") == teacher and \
+        all(record["config"].get(key) == value for key, value in asdict(config).items())
+    return record if same else None
+
+
+def _one_run(split, config: RunConfig, teacher_spec: str, cache: str, fit) -> dict:
+    """One run in a worker process: a fresh teacher and fitter, then `run_simulation`."""
+    teacher = make_teacher(teacher_spec, split.pool_texts, split.pool_labels, split.classes,
+                           seed=config.seed, cache_path=cache)
+    try:
+        record = run_simulation(split, teacher, config, fit)
+    finally:
+        teacher.close()
+    record["teacher_asked"] = len(teacher.asked)
+    return record
+
+
+def _write_csv(path: Path, rows: list[list]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(report.CURVE_COLUMNS)
+        writer.writerows(rows)
+
+
+def _progress(total: int, name: str):
+    """A callback per finished run: a tqdm bar when tqdm is installed, otherwise a log line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    state = {"done": 0}
+    quiet = os.environ.get("MRARU_NO_PROGRESS") == "1"
+    bar = tqdm(total=total, desc=name, unit="run") if tqdm and not quiet else None
+
+    def update(run_record: dict) -> None:
+        state["done"] += 1
+        if bar is not None:
+            bar.update(1)
+            if state["done"] == total:
+                bar.close()
+        else:
+            logger.info("%s: run %s/%s done (%s seed=%s, %.0f s)", name, state["done"], total,
+                        run_record["config"]["label"], run_record["config"]["seed"], run_record["seconds"])
+
+    return update

@@ -1,0 +1,56 @@
+"""The student the simulator trains: `backend.students.fit_student`, with TF-IDF or cached embeddings."""
+
+import hashlib
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+from backend.students import fit_student
+
+logger = logging.getLogger(__name__)
+
+FEATURES = ("tfidf", "embeddings")
+EMBEDDING_CACHE_DIR = Path(os.environ.get("MRARU_EMBEDDING_CACHE", "~/.cache/mraru/embeddings")).expanduser()
+
+
+def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None):
+    """Return ``fit(texts, labels, random_state) -> fitted student``.
+
+    Parameters
+    ----------
+    student : str
+        A name from `backend.students.STUDENTS`.
+    features : {"tfidf", "embeddings"}
+        "tfidf" is the backend's default pipeline; "embeddings" needs the optional extra.
+    corpus : Split, optional
+        With embeddings: every pool and test text is encoded once and kept in a `.npz` file
+        under MRARU_EMBEDDING_CACHE (default ~/.cache/mraru/embeddings), so runs only look
+        vectors up. Without it (the selection-cost mode) every evaluation encodes its texts.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"unknown features {features!r}; expected one of {list(FEATURES)}.")
+    if features == "tfidf":
+        return partial(_fit, student, "tfidf", None)
+    cache = str(warm_embedding_cache(corpus)) if corpus is not None else None
+    return partial(_fit, student, "embeddings", cache)
+
+
+def warm_embedding_cache(split) -> Path:
+    """Encode every text of `split` not yet in its cache file; return the file's path."""
+    from backend.students.embeddings import default_model_path, encode, shared_cache
+
+    texts = list(split.pool_texts) + list(split.test_texts)
+    digest = hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()[:12]
+    path = EMBEDDING_CACHE_DIR / f"{split.name}-{digest}.npz"
+    cache = shared_cache(path)
+    before = len(cache.vectors)
+    encode(texts, default_model_path(), cache=cache)
+    if len(cache.vectors) > before:
+        logger.info("corpus=%s: encoded %s texts into %s", split.name, len(cache.vectors) - before, path)
+        cache.save()
+    return path
+
+
+def _fit(student: str, features: str, cache, texts, labels, random_state: int):
+    return fit_student(student, texts, labels, random_state=random_state, features=features, embedding_cache=cache)

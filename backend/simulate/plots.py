@@ -1,0 +1,54 @@
+"""Learning-curve plots (PNG). matplotlib is an optional extra: ``pip install 'mraru-backend[simulate]'``."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def plot_curves(runs: list[dict], path: Path, title: str, reference: dict | None = None) -> bool:
+    """Plot accuracy and macro-F1 against teacher labels: one mean curve per strategy with a
+    band from the lowest to the highest seed. Return False (and log why) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("plot %s skipped: matplotlib is not installed; pip install 'mraru-backend[simulate]'", path)
+        return False
+    by_label: dict[str, list[dict]] = {}
+    for run in runs:
+        by_label.setdefault(run["config"]["label"], []).append(run)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for metric, axis in zip(("accuracy", "macro_f1"), axes):
+        for label, group in sorted(by_label.items()):
+            x, ys = _aligned(group, metric)
+            mean = ys.mean(axis=0)
+            line, = axis.plot(x, mean, label=label, linewidth=1.6)
+            axis.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.18, linewidth=0)
+        if reference is not None:
+            axis.axhline(reference[metric], color="black", linestyle=":", linewidth=1, label="full pool")
+            if metric == "accuracy":
+                axis.axhline(0.95 * reference[metric], color="grey", linestyle="--", linewidth=0.8,
+                             label="95% of full pool")
+        axis.set_xlabel("teacher labels")
+        axis.set_ylabel(metric.replace("_", "-"))
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def _aligned(group: list[dict], metric: str):
+    """Label counts shared by every seed of a group, and the metric per seed at those counts."""
+    common = set.intersection(*({p["labels"] for p in run["points"]} for run in group))
+    x = np.array(sorted(common))
+    ys = np.array([[next(p[metric] for p in run["points"] if p["labels"] == n) for n in x] for run in group])
+    return x, ys

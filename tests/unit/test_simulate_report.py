@@ -1,0 +1,123 @@
+import csv
+import importlib.util
+import json
+
+import pytest
+
+from backend.cli import main
+from backend.simulate.report import curve_auc, labels_to_reach, markdown_table, summarize, value_at
+
+
+def points(*pairs):
+    return [{"labels": x, "accuracy": y, "macro_f1": y / 2} for x, y in pairs]
+
+
+def fake_run(label, seed, pairs, budget=300):
+    return {"config": {"label": label, "seed": seed, "budget": budget}, "points": points(*pairs),
+            "rounds": [{"n_scored": 0, "select_s": 0.0}, {"n_scored": 10, "select_s": 0.5}], "seconds": 1.0}
+
+
+def test_curve_auc_is_trapezoid_mean():
+    assert curve_auc(points((100, 0.5), (200, 0.7), (400, 0.7))) == pytest.approx((0.6 * 100 + 0.7 * 200) / 300)
+    assert curve_auc(points((100, 0.4))) == pytest.approx(0.4)
+
+
+def test_labels_to_reach_and_value_at():
+    curve = points((100, 0.5), (200, 0.8), (300, 0.9))
+    assert labels_to_reach(curve, 0.8) == 200
+    assert labels_to_reach(curve, 0.95) is None
+    assert value_at(curve, 300) == 0.9
+    assert value_at(curve, 250) is None
+
+
+def test_summarize_saving_against_random():
+    reference = {"accuracy": 1.0, "macro_f1": 1.0, "n_train": 1000}
+    runs = [fake_run("random", 0, [(100, 0.5), (200, 0.9), (300, 0.96)]),
+            fake_run("random", 1, [(100, 0.5), (200, 0.96), (300, 0.97)]),
+            fake_run("mraru", 0, [(100, 0.96), (200, 0.99), (300, 0.99)]),
+            fake_run("mraru", 1, [(100, 0.95), (200, 0.97), (300, 0.99)])]
+    rows = {row["strategy"]: row for row in summarize(runs, reference)}
+    assert rows["random"]["labels@95%"] == 250.0
+    assert rows["mraru"]["labels@95%"] == 100.0
+    assert rows["mraru"]["saving@95%"] == "60%"
+    # Random never reaches 99%: the saving is a lower bound against the budget.
+    assert rows["mraru"]["labels@99%"] == 250.0
+    assert rows["mraru"]["saving@99%"] == ">17%"
+    assert rows["mraru"]["acc@100"] == {"mean": 0.955, "sd": pytest.approx(0.0071, abs=1e-4)}
+    assert rows["mraru"]["scored_per_round"] == 10.0
+    assert rows["mraru"]["select_seconds"] == 0.5
+    table = markdown_table(list(rows.values()), reference, "toy")
+    assert "| mraru | 0.976±0.009 |" in table and "| >300 |" in table
+
+
+def test_cli_simulate_writes_runs_curves_summary_and_plot(tmp_path):
+    rows = [{"text": f"{word} {word} weather item{i}", "label": label}
+            for i in range(90) for word, label in [(("sun", "rain", "snow")[i % 3], ("a", "b", "c")[i % 3])]]
+    corpus = tmp_path / "toy.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "out"
+    args = ["simulate", "--dataset", f"{corpus}@40", "--strategy", "mraru,random", "--student", "lr",
+            "--seeds", "2", "--seed-size", "10", "--batch-size", "10", "--out", str(out)]
+    assert main(args) == 0
+
+    folder = out / "toy" / "gold"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {row["strategy"] for row in summary["rows"]} == {"mraru(eps=0.05,tau=0.25)", "random"}
+    assert summary["reference"]["n_train"] == 72
+    with open(folder / "curves.csv", newline="") as handle:
+        curve = list(csv.DictReader(handle))
+    assert {row["seed"] for row in curve} == {"0", "1"}
+    assert max(int(row["labels"]) for row in curve) == 40
+    assert len(list((folder / "runs").glob("*.json"))) == 4
+    # The plot needs the optional [simulate] extra; without matplotlib it is skipped with a warning.
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (folder / "toy.png").stat().st_size > 1000
+    else:
+        assert not (folder / "toy.png").exists()
+    assert "random" in (out / "summary.md").read_text()
+
+    # A second call reuses the stored runs and gives the same summary.
+    stored = (folder / "summary.json").read_text()
+    assert main(args) == 0
+    assert json.loads((folder / "summary.json").read_text())["rows"] == json.loads(stored)["rows"]
+
+
+def test_cli_selection_cost_counts_and_extrapolates(tmp_path):
+    rows = [{"text": f"{word} weather report number {i}", "label": label}
+            for i in range(1300) for word, label in [(("sun", "rain")[i % 2], ("a", "b")[i % 2])]]
+    corpus = tmp_path / "toy.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "out"
+    args = ["simulate", "--mode", "selection-cost", "--dataset", str(corpus), "--student", "lr",
+            "--pool-sizes", "2000,5000", "--exhaustive-up-to", "2000", "--eps", "0.5", "--out", str(out)]
+    assert main(args) == 0
+
+    small, large = json.loads((out / "selection-cost-toy-lr-tfidf.json").read_text())
+    assert small["exhaustive_measured"] is True
+    assert small["exhaustive_evaluations"] == 2000
+    assert large["exhaustive_measured"] is False
+    assert large["exhaustive_evaluations"] == 5000
+    assert large["exhaustive_s"] == pytest.approx(small["exhaustive_s"] * 2.5, abs=0.003)
+    assert 100 <= small["mraru_evaluations"] < 2000
+    assert "(extrapolated)" in (out / "selection-cost-toy-lr-tfidf.md").read_text()
+
+
+def test_cli_student_cost_times_every_student(tmp_path):
+    rows = [{"text": f"{word} weather report number {i}", "label": label}
+            for i in range(200) for word, label in [(("sun", "rain")[i % 2], ("a", "b")[i % 2])]]
+    corpus = tmp_path / "toy.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "out"
+    assert main(["simulate", "--mode", "student-cost", "--dataset", str(corpus), "--out", str(out)]) == 0
+
+    result = json.loads((out / "student-cost-toy-tfidf.json").read_text())
+    assert [row["student"] for row in result] == ["svm", "lda", "rf", "gbdt", "lr"]
+    assert all(row["accuracy"] == 1.0 for row in result)
+    assert all(row["fit_s"] > 0 for row in result)
+
+
+def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
+    assert main(["simulate", "--dataset", "no_such_corpus", "--out", str(tmp_path)]) == 2
+    assert "unknown dataset 'no_such_corpus'" in capsys.readouterr().err
+    assert main(["simulate", "--dataset", "bbc_news", "--strategy", "greedy", "--out", str(tmp_path)]) == 2
+    assert "unknown strategy 'greedy'" in capsys.readouterr().err
