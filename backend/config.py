@@ -51,9 +51,19 @@ class Settings:
     seed: int = 0
     min_train_examples: int = 4
 
+    # Teacher budget, shared by every process on one MODEL_DIR (0 = unlimited)
+    budget_labels: int = 0
+    budget_tokens: int = 0
+    budget_usd: float = 0.0
+    price_per_1k_tokens: float = 0.0
+
     # Queue
     queue_name: str = "mraru"
     job_timeout: int = 1800
+    lock_ttl: int = 30
+    reconcile_interval: float = 30.0
+    ls_backoff: float = 5.0
+    ls_backoff_max: float = 300.0
 
     def __post_init__(self) -> None:
         _check_choice("MRARU_STUDENT", self.student, STUDENTS)
@@ -68,6 +78,17 @@ class Settings:
         for name in ("seed_size", "batch_size", "teacher_concurrency", "teacher_max_text_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be >= 1; got {getattr(self, name)}")
+        for name in ("budget_labels", "budget_tokens", "budget_usd", "price_per_1k_tokens", "reconcile_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_env_name(name)} must be >= 0 (0 = unlimited or off); got {getattr(self, name)}")
+        if self.budget_usd and not self.price_per_1k_tokens:
+            raise ConfigError(f"MRARU_BUDGET_USD={self.budget_usd} needs MRARU_PRICE_PER_1K_TOKENS (the teacher's "
+                              "price per 1,000 tokens); set it, or unset MRARU_BUDGET_USD")
+        if self.lock_ttl < 2:
+            raise ConfigError(f"MRARU_LOCK_TTL must be >= 2 seconds; got {self.lock_ttl}")
+        if not 0 < self.ls_backoff <= self.ls_backoff_max:
+            raise ConfigError(f"MRARU_LS_BACKOFF must be > 0 and <= MRARU_LS_BACKOFF_MAX; got {self.ls_backoff} "
+                              f"and {self.ls_backoff_max}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ConfigError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
 

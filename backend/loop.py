@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from .budget import TeacherBudget, label_within_budget
 from .jobs.queue import JobKind
 from .labels import LabelSpec, UnsupportedConfigError, parse_label_config, task_text
 from .prediction import pool_uncertainty
@@ -19,11 +20,48 @@ RANK_KEY = "mraru_rank"
 
 
 def run_job_kind(services, kind: JobKind, project_id: int, job_id: str | None) -> dict:
-    """Run one job while holding the (kind, project) run lock of the queue."""
+    """Run one job while holding the (kind, project) run lock of the queue.
+
+    A job whose every request was already served by an earlier run ends at once, so a job queued
+    twice (a re-queue after a lost worker, a late rq retry) never retrains twice. A round that
+    Label Studio fails is deferred with exponential backoff (`MRARU_LS_BACKOFF`); its first
+    failure is logged once, later ones only at DEBUG.
+    """
+    from .ls.client import LabelStudioError
+
+    store = services.store
     with services.queue.hold(kind, project_id, job_id):
-        if kind is JobKind.RETRAIN:
-            return retrain_project(services, project_id)
-        return run_round(services, project_id)
+        requested, done = store.job_state(kind.value, project_id)
+        if requested and requested <= done:
+            logger.info("project=%s job=%s %s skipped: every request was already served", project_id, job_id,
+                        kind.value)
+            return {"status": "skipped", "reason": "up to date"}
+        logger.info("project=%s job=%s %s started (request %s)", project_id, job_id, kind.value, requested)
+        try:
+            result = retrain_project(services, project_id) if kind is JobKind.RETRAIN else run_round(services,
+                                                                                                    project_id)
+        except LabelStudioError as exc:
+            return _defer(services, kind, project_id, exc)
+        except Exception:
+            store.finish_job(kind.value, project_id, requested, failed=True)
+            raise
+        deferrals = store.finish_job(kind.value, project_id, requested)
+        if deferrals:
+            logger.info("project=%s %s resumed after %s deferrals", project_id, kind.value, deferrals)
+        return result
+
+
+def _defer(services, kind: JobKind, project_id: int, exc: Exception) -> dict:
+    settings = services.settings
+    deferrals = services.store.defer_job(kind.value, project_id)
+    delay = min(settings.ls_backoff_max, settings.ls_backoff * 2 ** (deferrals - 1))
+    if deferrals == 1:
+        logger.warning("project=%s %s deferred: Label Studio failed: %s; retrying with backoff from %.1f s "
+                       "(logged once until it succeeds)", project_id, kind.value, exc, delay)
+    else:
+        logger.debug("project=%s %s deferred again (%s): %s", project_id, kind.value, deferrals, exc)
+    services.queue.defer(kind, project_id, delay)
+    return {"status": "deferred", "retry_in": delay, "deferrals": deferrals}
 
 
 def _project_spec(services, project_id: int) -> LabelSpec | None:
@@ -38,11 +76,12 @@ def _project_spec(services, project_id: int) -> LabelSpec | None:
         return None
 
 
-def sync_annotations(services, project_id: int) -> None:
+def sync_annotations(services, project_id: int, strict: bool = False) -> None:
     """Replace the stored annotations with Label Studio's, when Label Studio is reachable.
 
     Label Studio sends each webhook once, with a 1 s timeout, so webhooks can be lost. A retrain
     therefore starts from Label Studio's own list, and falls back to webhook data without it.
+    With `strict` (rounds, which need Label Studio anyway) the `LabelStudioError` is raised.
     """
     client = services.label_studio
     if client is None:
@@ -52,6 +91,8 @@ def sync_annotations(services, project_id: int) -> None:
     try:
         records = client.list_annotations(project_id)
     except LabelStudioError as exc:
+        if strict:
+            raise
         logger.warning("project=%s annotation sync failed, training on webhook data: %s", project_id, exc)
         return
     services.store.replace_annotations(project_id, records)
@@ -111,7 +152,7 @@ def run_round(services, project_id: int) -> dict:
         return {"status": "skipped", "reason": "unknown or unsupported project"}
     settings = services.settings
     store = services.store
-    sync_annotations(services, project_id)
+    sync_annotations(services, project_id, strict=True)
     bundle = store.load_latest(project_id)
     model_version = bundle.model_version if bundle else version_name(0)
 
@@ -193,14 +234,25 @@ def _teacher_predictions(services, project_id, spec, chosen, model_version):
         logger.warning("project=%s teacher not configured (OPENAI_BASE_URL unset): tasks are queued "
                        "without pre-labels", project_id)
         return [], {}
+    from .teacher import TeacherConfigError
+
+    budget = TeacherBudget(services.settings)
     annotations = services.store.annotations(project_id)
     results = {task["id"]: [] for task in chosen}
     usage = {}
     for block in spec.blocks:
         items = [(task["id"], task_text(task["data"], block.value_key)) for task in chosen]
         examples = _few_shot_examples(block, annotations, services.settings.teacher_examples)
-        answers = teacher.label(items, block, examples)
-        usage[block.from_name] = teacher.usage_of(answers)
+        try:
+            answers, unsent = label_within_budget(teacher, budget, project_id, items, block, examples)
+        except TeacherConfigError as exc:
+            # Retrying cannot fix a key or model name, so the picks are queued without pre-labels.
+            logger.error("project=%s teacher configuration error, tasks queued without pre-labels: %s", project_id, exc)
+            break
+        usage[block.from_name] = dict(teacher.usage_of(answers), unsent=unsent)
+        if unsent:
+            logger.warning("project=%s teacher budget spent (%s): %s of %s tasks queued without a %r pre-label",
+                           project_id, budget.spent(), unsent, len(items), block.from_name)
         for answer in answers:
             if not answer.valid:
                 logger.info("project=%s task=%s teacher answer rejected: %s", project_id, answer.task_id, answer.error)

@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS rounds (
     finished_at REAL NOT NULL,
     PRIMARY KEY (project_id, round_no)
 );
+CREATE TABLE IF NOT EXISTS job_requests (
+    kind TEXT NOT NULL,
+    project_id INTEGER NOT NULL,
+    requested INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    deferrals INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, project_id)
+);
 CREATE TABLE IF NOT EXISTS picks (
     project_id INTEGER NOT NULL,
     task_id INTEGER NOT NULL,
@@ -258,6 +267,54 @@ class ProjectStore:
         rows = self._connect().execute("SELECT task_id, rank FROM picks WHERE project_id = ?", (project_id,))
         return dict(rows.fetchall())
 
+    # Job requests -------------------------------------------------------------------------
+    # Every request for a (kind, project) job raises `requested`. A job that ends normally sets
+    # `done` to the value it saw when it started, and one that raises sets `failed`. While
+    # `requested` is above both, work is owed, even when the queue that contained it was lost.
+
+    def want_job(self, kind: str, project_id: int) -> int:
+        """Record a request for a job and return its sequence number."""
+        row = self._connect().execute(
+            "INSERT INTO job_requests VALUES (?, ?, 1, 0, 0, 0) ON CONFLICT(kind, project_id) DO UPDATE SET "
+            "requested = requested + 1 RETURNING requested",
+            (kind, project_id),
+        ).fetchone()
+        return row[0]
+
+    def job_state(self, kind: str, project_id: int) -> tuple[int, int]:
+        """Return `(requested, done)` for a job."""
+        row = self._connect().execute(
+            "SELECT requested, done FROM job_requests WHERE kind = ? AND project_id = ?", (kind, project_id)
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def finish_job(self, kind: str, project_id: int, seq: int, failed: bool = False) -> int:
+        """Mark a job's run as ended; return how many times it was deferred before this run."""
+        column = "failed" if failed else "done"
+        connection = self._connect()
+        row = connection.execute("SELECT deferrals FROM job_requests WHERE kind = ? AND project_id = ?",
+                                 (kind, project_id)).fetchone()
+        connection.execute(
+            f"UPDATE job_requests SET {column} = MAX({column}, ?), deferrals = 0 WHERE kind = ? AND project_id = ?",
+            (seq, kind, project_id),
+        )
+        return row[0] if row else 0
+
+    def defer_job(self, kind: str, project_id: int) -> int:
+        """Count one more deferral of a job and return the count."""
+        row = self._connect().execute(
+            "UPDATE job_requests SET deferrals = deferrals + 1 WHERE kind = ? AND project_id = ? RETURNING deferrals",
+            (kind, project_id),
+        ).fetchone()
+        return row[0] if row else 1
+
+    def owed_jobs(self) -> list[tuple[str, int]]:
+        """Return the `(kind, project_id)` jobs requested after their last run ended."""
+        rows = self._connect().execute(
+            "SELECT kind, project_id FROM job_requests WHERE requested > done AND requested > failed"
+        )
+        return [(kind, project_id) for kind, project_id in rows]
+
     # Student versions -----------------------------------------------------------------------
 
     def _project_dir(self, project_id: int) -> Path:
@@ -296,6 +353,10 @@ class ProjectStore:
         """Write `bundle` as the next version atomically and return its model_version."""
         directory = self._project_dir(project_id)
         directory.mkdir(parents=True, exist_ok=True)
+        # Only the job holding the project's retrain lock publishes, so any temporary file here
+        # was left by a writer that was killed, and is never read.
+        for leftover in directory.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
         bundle.version = self.latest_version(project_id) + 1
         bundle.trained_at = time.time()
         _atomic_write(directory / f"v{bundle.version}.pkl", pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL))
