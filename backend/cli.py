@@ -92,7 +92,16 @@ def serve(args) -> int:
         return 0
     from .gunicorn_app import run_gunicorn
 
-    run_gunicorn(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    services = app.extensions["mraru"]
+
+    def start_queue():
+        # Building the queue starts its thread that re-queues owed work after a restart. It must
+        # start after gunicorn forks the worker, because threads do not survive a fork.
+        if settings.redis_url:
+            services.queue
+
+    run_gunicorn(app, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                 on_worker_start=start_queue)
     return 0
 
 

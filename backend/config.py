@@ -58,6 +58,9 @@ class Settings:
     price_per_1k_tokens: float = 0.0
 
     # Queue
+    # Server
+    max_request_mb: int = 64
+
     queue_name: str = "mraru"
     job_timeout: int = 1800
     lock_ttl: int = 30
@@ -84,6 +87,8 @@ class Settings:
         if self.budget_usd and not self.price_per_1k_tokens:
             raise ConfigError(f"MRARU_BUDGET_USD={self.budget_usd} needs MRARU_PRICE_PER_1K_TOKENS (the teacher's "
                               "price per 1,000 tokens); set it, or unset MRARU_BUDGET_USD")
+        if self.max_request_mb < 1:
+            raise ConfigError(f"MRARU_MAX_REQUEST_MB must be >= 1; got {self.max_request_mb}")
         if self.lock_ttl < 2:
             raise ConfigError(f"MRARU_LOCK_TTL must be >= 2 seconds; got {self.lock_ttl}")
         if not 0 < self.ls_backoff <= self.ls_backoff_max:

@@ -17,7 +17,8 @@ class _Application(BaseApplication):
         return self._app
 
 
-def run_gunicorn(app, *, host: str, port: int, workers: int, threads: int) -> None:
+def run_gunicorn(app, *, host: str, port: int, workers: int, threads: int, on_worker_start=None) -> None:
+    """Serve `app`; `on_worker_start()` runs in each worker process after the fork."""
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -27,4 +28,6 @@ def run_gunicorn(app, *, host: str, port: int, workers: int, threads: int) -> No
         "accesslog": None,
         "preload_app": False,
     }
+    if on_worker_start is not None:
+        options["post_worker_init"] = lambda worker: on_worker_start()
     _Application(app, options).run()

@@ -9,7 +9,7 @@ from .budget import TeacherBudget, label_within_budget
 from .jobs.queue import JobKind
 from .labels import LabelSpec, UnsupportedConfigError, parse_label_config, task_text
 from .prediction import pool_uncertainty
-from .sampling import select
+from .sampling import GREEDY_STRATEGIES, select
 from .store import version_name
 from .students import NotEnoughDataError
 from .training import block_examples, train_bundle
@@ -173,7 +173,8 @@ def run_round(services, project_id: int) -> dict:
     k = settings.seed_size if bundle is None else settings.batch_size
     texts_by_key = {key: [task_text(task["data"], key) for task in pool] for key in spec.value_keys}
     strategy = settings.strategy
-    measure = settings.uncertainty if strategy in ("mraru", "random") else strategy
+    # Greedy strategies rank by their own measure; the randomized ones use the configured one.
+    measure = strategy if strategy in GREEDY_STRATEGIES else settings.uncertainty
 
     def score(positions):
         return pool_uncertainty(spec, bundle, texts_by_key, np.asarray(positions), measure)
