@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PIP_FLAGS ?= --disable-pip-version-check
 
-.PHONY: demo test install prepare redis compose-check-tool benchmark
+.PHONY: demo test install extras prepare redis compose-check-tool benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional students (sentence embeddings, fine-tuned transformer) for their tests. torch is
+# pinned to 2.13.0 first so pip takes the CPU build instead of a multi-GB CUDA one.
+$(VENV)/.extras: $(VENV)/.installed
+	$(VENV)/bin/pip install $(PIP_FLAGS) -q torch==2.13.0
+	$(VENV)/bin/pip install $(PIP_FLAGS) -q -e '.[test,simulate,embeddings,transformer]'
+	touch $@
+
+extras: $(VENV)/.extras
 
 # Label Studio 1.23.2 and the llama.cpp teacher each get their own virtual environment.
 prepare: install
@@ -27,7 +36,7 @@ compose-check-tool:
 demo: install
 	$(VENV)/bin/mraru demo
 
-test: prepare redis compose-check-tool
+test: prepare extras redis compose-check-tool
 	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra tests --ignore=tests/benchmarks
 
 benchmark: prepare redis

