@@ -4,9 +4,7 @@ Whenever `/predict` answers 200, it has one item per task, because Label Studio 
 prediction of a batch whose count does not match.
 """
 
-import http.server
 import re
-import threading
 import time
 import uuid
 
@@ -17,6 +15,7 @@ import requests
 from tests.integration.conftest import REDIS_URL, SENTIMENT_CONFIG, TOPIC_CONFIG, annotation_event, sentiment_text
 from tests.integration.test_protocol import latest_bundle, send_annotations, setup_project, wait_for_version
 from tests.support.processes import start_server, start_worker
+from tests.support.recorders import HitRecorder
 
 POSITIVE, NEGATIVE = "Positive / good", "Négatif"
 TRAINED, PLAIN, UNKNOWN_CHOICE = 101, 102, 103
@@ -74,37 +73,6 @@ BAD_CONFIGS = {
     "billion_laughs": (BILLION_LAUGHS, "DTD or entities"),
     "external_entity_file": (external_entity_config("file:///etc/passwd"), "DTD or entities"),
 }
-
-
-class HitRecorder(http.server.ThreadingHTTPServer):
-    """An HTTP server on 127.0.0.1 that records every request path it receives."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        self.hits = []
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                recorder.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            do_POST = do_GET
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.shutdown()
-        self.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from tests.integration.test_faults_label_studio import (
     FakeLabelStudio,
     backend_env,
     clean_queue,
-    rounds_of,
     setup_project,
     wait_until,
 )

@@ -22,6 +22,7 @@ from backend.server.auth import basic_auth_header
 from tests.integration.conftest import REDIS_URL, SENTIMENT_CONFIG, annotation_event, sentiment_text
 from tests.support.fake_openai import DEFAULTS, start_fake_openai
 from tests.support.processes import REPO_ROOT, start_server, start_worker
+from tests.support.recorders import HitRecorder
 
 POSITIVE, NEGATIVE = "Positive / good", "Négatif"
 USER = "mraru-ls"
@@ -126,33 +127,6 @@ def _make_handler(server: FakeLabelStudio):
             pass
 
     return Handler
-
-
-class HitRecorder(http.server.ThreadingHTTPServer):
-    """An HTTP server on 127.0.0.1 that records every path requested from it."""
-
-    daemon_threads = True
-
-    def __init__(self):
-        self.hits = []
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                recorder.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", "9")
-                self.end_headers()
-                self.wfile.write(b"good film")
-
-            do_POST = do_HEAD = do_GET
-
-            def log_message(self, *args):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +295,7 @@ def test_task_urls_are_never_fetched(stack):
         refused = call(stack, "POST", "/setup", json={"project": "61.1", "schema": url_config})
         time.sleep(1.0)
     finally:
-        recorder.shutdown()
+        recorder.close()
         recorder.server_close()
 
     assert recorder.hits == []
