@@ -142,6 +142,8 @@ def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
             runs.append(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
             bar(runs[-1])
     else:
+        # NOTE: with --student gbdt and --jobs > 1 the workers were seen to hang in a futex wait,
+        # probably because OpenMP threads started in this process before the fork. Use --jobs 1 there.
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one_run, split, replace(config, seed=seed), args.teacher, cache, fit)
                        for config, seed in tasks]
