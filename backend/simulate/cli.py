@@ -171,7 +171,7 @@ def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
 
 
 def _run_path(folder: Path, config) -> Path:
-    """Where a run's JSON and CSV go (without suffix); `config` is a RunConfig or its dict."""
+    """Return the path, without suffix, of a run's JSON and CSV. `config` is a RunConfig or its dict."""
     get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
     label = config["label"] if isinstance(config, dict) else config.label
     name = f"{label}-{get('student')}-{get('features')}-b{get('batch_size')}-n{get('budget')}-seed{get('seed')}"
@@ -181,7 +181,7 @@ def _run_path(folder: Path, config) -> Path:
 
 
 def _stored_run(folder: Path, config: RunConfig, teacher: str):
-    """A finished run with the same settings and teacher from an earlier call, or None."""
+    """Return a finished run with the same settings and teacher from an earlier call, or None."""
     path = _run_path(folder, config).with_suffix(".json")
     if not path.exists():
         return None
@@ -192,7 +192,7 @@ def _stored_run(folder: Path, config: RunConfig, teacher: str):
 
 
 def _one_run(split, config: RunConfig, teacher_spec: str, cache: str, fit) -> dict:
-    """One run in a worker process: a fresh teacher and fitter, then `run_simulation`."""
+    """Run one simulation in a worker process with a fresh teacher and fitter."""
     teacher = make_teacher(teacher_spec, split.pool_texts, split.pool_labels, split.classes,
                            seed=config.seed, cache_path=cache)
     try:
