@@ -24,9 +24,9 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `simulate` options to `parser`."""
-    parser.add_argument("--mode", choices=("curves", "selection-cost", "student-cost"), default="curves",
-                        help="learning curves per strategy (default), selection cost at large pools, or "
-                             "fit and predict time of every student")
+    parser.add_argument("--mode", choices=("curves", "selection-cost", "student-cost", "report"), default="curves",
+                        help="learning curves per strategy (default), selection cost at large pools, "
+                             "fit and predict time of every student, or a report of every summary under --out")
     parser.add_argument("--dataset", default="rotten_tomatoes",
                         help="comma list of rotten_tomatoes, bbc_news, tweets, spamassassin or CSV/JSONL files; "
                              "NAME@N sets that corpus's budget to N")
@@ -119,6 +119,9 @@ def _run(args) -> int:
         result = (run_selection_cost if args.mode == "selection-cost" else run_student_cost)(args, out)
         print(result["markdown"])
         return 0
+    if args.mode == "report":
+        print(write_report(out))
+        return 0
     pairs = parse_students(args.student, args.features)
     base = RunConfig(seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget, eps=args.eps,
                      tau=args.tau, uncertainty=args.uncertainty, power=args.power)
@@ -143,6 +146,38 @@ def _run(args) -> int:
     print(report.grid_table(grid))
     print(f"total wall time {total:.0f} s; results in {out}")
     return 0
+
+
+def write_report(out: Path) -> str:
+    """Gather every `summary.json` under `out` into `grid.md`, `grid.json` and `tables.md`.
+
+    Summaries are ordered by corpus, teacher, student (in the order of `STUDENTS`) and features,
+    so that the results of several calls on the same `--out` read as one grid. Returns `grid.md`.
+    """
+    summaries = [json.loads(path.read_text()) for path in out.glob("*/*/*/summary.json")]
+    if not summaries:
+        raise ValueError(f"no summary.json under {out}/<corpus>/<teacher>/<student>-<features>/; "
+                         "run `mraru simulate` with this --out first.")
+    order = {name: position for position, name in enumerate((*STUDENTS, "transformer"))}
+
+    def key(summary):
+        meta = summary["meta"]
+        return meta["corpus"], meta["teacher"], order.get(meta.get("student"), len(order)), meta.get("features", "")
+
+    summaries.sort(key=key)
+    sections, tables = [], []
+    for teacher in dict.fromkeys(summary["meta"]["teacher"] for summary in summaries):
+        chosen = [summary for summary in summaries if summary["meta"]["teacher"] == teacher]
+        sections.append(f"Teacher {teacher}:\n\n{report.grid_table(chosen)}")
+    for summary in summaries:
+        meta = summary["meta"]
+        title = f"{meta['corpus']}, teacher {meta['teacher']}, student {meta.get('student')}/{meta.get('features')}"
+        tables.append(report.markdown_table(summary["rows"], summary["reference"], title))
+    grid = "\n".join(sections)
+    (out / "grid.md").write_text(grid)
+    (out / "grid.json").write_text(json.dumps([report.grid_row(summary) for summary in summaries], indent=1))
+    (out / "tables.md").write_text("\n".join(tables))
+    return grid
 
 
 def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, dict]:

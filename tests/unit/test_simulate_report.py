@@ -113,6 +113,13 @@ def test_cli_simulate_student_grid(tmp_path):
     assert [line.split(" | ")[1] for line in lines] == ["lr/tfidf", "lda/tfidf"]
     assert all("(margin)" in line for line in lines)
 
+    # A report call gathers the summaries of earlier calls on the same --out.
+    (out / "grid.md").unlink()
+    assert main(["simulate", "--mode", "report", "--out", str(out)]) == 0
+    report_lines = [line for line in (out / "grid.md").read_text().splitlines() if line.startswith("| toy")]
+    assert [line.split(" | ")[1] for line in report_lines] == ["lda/tfidf", "lr/tfidf"]
+    assert (out / "tables.md").read_text().count("**toy, teacher gold, student") == 2
+
 
 def test_parse_students_pairs():
     assert parse_students("svm,lr", "tfidf,embeddings") == [
@@ -210,3 +217,5 @@ def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
     assert "unknown student 'bert'" in capsys.readouterr().err
     assert main(["simulate", "--mode", "selection-cost", "--student", "svm,lr", "--out", str(tmp_path)]) == 2
     assert "--mode selection-cost takes one --student" in capsys.readouterr().err
+    assert main(["simulate", "--mode", "report", "--out", str(tmp_path / "empty")]) == 2
+    assert "no summary.json under" in capsys.readouterr().err
