@@ -169,6 +169,11 @@ def write_report(out: Path) -> str:
     for teacher in dict.fromkeys(summary["meta"]["teacher"] for summary in summaries):
         chosen = [summary for summary in summaries if summary["meta"]["teacher"] == teacher]
         sections.append(f"Teacher {teacher}:\n\n{report.grid_table(chosen)}")
+        rows = [row for row in map(report.grid_row, chosen) if row is not None]
+        if rows:
+            from backend.simulate.plots import plot_grid
+
+            plot_grid(rows, out / f"grid-{teacher.replace(':', '')}.png", f"AUC of accuracy, teacher {teacher}")
     for summary in summaries:
         meta = summary["meta"]
         title = f"{meta['corpus']}, teacher {meta['teacher']}, student {meta.get('student')}/{meta.get('features')}"

@@ -46,6 +46,45 @@ def plot_curves(runs: list[dict], path: Path, title: str, reference: dict | None
     return True
 
 
+def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
+    """Plot the AUC of M-RARU, random and the best greedy baseline for every student, one panel per
+    corpus, with one-sd error bars. `rows` come from `backend.simulate.report.grid_row`. Return
+    False (and log why) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("plot %s skipped: matplotlib is not installed; pip install 'mraru-backend[simulate]'", path)
+        return False
+    corpora = list(dict.fromkeys(row["corpus"] for row in rows))
+    figure, axes = plt.subplots(len(corpora), 1, figsize=(11, 2.6 * len(corpora)), squeeze=False)
+    width = 0.27
+    for axis, corpus in zip(axes[:, 0], corpora):
+        chosen = [row for row in rows if row["corpus"] == corpus]
+        x = np.arange(len(chosen))
+        for offset, (key, name) in enumerate((("mraru", "M-RARU"), ("random", "random"),
+                                              ("best_greedy", "best greedy"))):
+            means = [row[key]["auc"]["mean"] if row[key] else np.nan for row in chosen]
+            sds = [row[key]["auc"]["sd"] if row[key] else 0.0 for row in chosen]
+            axis.bar(x + (offset - 1) * width, means, width, yerr=sds, label=name, capsize=2)
+        shown = [row[key]["auc"]["mean"] for row in chosen for key in ("mraru", "random", "best_greedy") if row[key]]
+        axis.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.03))
+        axis.set_xticks(x)
+        axis.set_xticklabels([f"{row['student']}/{row['features']}" for row in chosen], fontsize=8)
+        axis.set_ylabel("AUC accuracy")
+        axis.set_title(f"{corpus} (budget {chosen[0]['budget']}, {chosen[0]['seeds']} seeds)", fontsize=9)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
 def _aligned(group: list[dict], metric: str):
     """Label counts shared by every seed of a group, and the metric per seed at those counts."""
     common = set.intersection(*({p["labels"] for p in run["points"]} for run in group))

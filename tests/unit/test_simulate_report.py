@@ -119,6 +119,8 @@ def test_cli_simulate_student_grid(tmp_path):
     report_lines = [line for line in (out / "grid.md").read_text().splitlines() if line.startswith("| toy")]
     assert [line.split(" | ")[1] for line in report_lines] == ["lda/tfidf", "lr/tfidf"]
     assert (out / "tables.md").read_text().count("**toy, teacher gold, student") == 2
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "grid-gold.png").stat().st_size > 1000
 
 
 def test_parse_students_pairs():
