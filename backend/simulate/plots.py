@@ -69,8 +69,8 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
             means = [row[key]["auc"]["mean"] if row[key] else np.nan for row in chosen]
             sds = [row[key]["auc"]["sd"] if row[key] else 0.0 for row in chosen]
             axis.bar(x + (offset - 1) * width, means, width, yerr=sds, label=name, capsize=2)
-        shown = [row[key]["auc"]["mean"] for row in chosen for key in ("mraru", "random", "best_greedy") if row[key]]
-        axis.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.03))
+        plotted_aucs = [row[key]["auc"]["mean"] for row in chosen for key in ("mraru", "random", "best_greedy") if row[key]]
+        axis.set_ylim(max(0.0, min(plotted_aucs) - 0.05), min(1.0, max(plotted_aucs) + 0.03))
         axis.set_xticks(x)
         axis.set_xticklabels([f"{row['student']}/{row['features']}" for row in chosen], fontsize=8)
         axis.set_ylabel("AUC accuracy")
