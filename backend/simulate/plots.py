@@ -11,13 +11,8 @@ logger = logging.getLogger(__name__)
 def plot_curves(runs: list[dict], path: Path, title: str, reference: dict | None = None) -> bool:
     """Plot accuracy and macro-F1 against teacher labels: one mean curve per strategy with a
     band from the lowest to the highest seed. Return False (and log why) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("plot %s skipped: matplotlib is not installed; pip install 'mraru-backend[simulate]'", path)
+    plt = _pyplot(path)
+    if plt is None:
         return False
     by_label: dict[str, list[dict]] = {}
     for run in runs:
@@ -38,11 +33,7 @@ def plot_curves(runs: list[dict], path: Path, title: str, reference: dict | None
         axis.set_ylabel(metric.replace("_", "-"))
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(plt, figure, path, title, dpi=110)
     return True
 
 
@@ -50,13 +41,8 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
     """Plot the AUC of M-RARU, random and the best greedy baseline for every student, one panel per
     corpus, with one-sd error bars. `rows` come from `backend.simulate.report.grid_row`. Return
     False (and log why) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("plot %s skipped: matplotlib is not installed; pip install 'mraru-backend[simulate]'", path)
+    plt = _pyplot(path)
+    if plt is None:
         return False
     corpora = list(dict.fromkeys(row["corpus"] for row in rows))
     figure, axes = plt.subplots(len(corpora), 1, figsize=(11, 2.6 * len(corpora)), squeeze=False)
@@ -77,12 +63,30 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
         axis.set_title(f"{corpus} (budget {chosen[0]['budget']}, {chosen[0]['seeds']} seeds)", fontsize=9)
         axis.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="lower right")
+    _save(plt, figure, path, title, dpi=100)
+    return True
+
+
+def _pyplot(path: Path):
+    """Return matplotlib.pyplot with a file-only backend, or None (with a warning) when it is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("plot %s skipped: matplotlib is not installed; pip install 'mraru-backend[simulate]'", path)
+        return None
+    return plt
+
+
+def _save(plt, figure, path: Path, title: str, dpi: int) -> None:
+    """Title, lay out and write `figure` to `path`, then free it."""
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
-    return True
 
 
 def _aligned(group: list[dict], metric: str):
