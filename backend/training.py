@@ -49,8 +49,9 @@ def _result_choices(result, block: ChoicesBlock) -> list[str] | None:
 
 
 def train_bundle(spec: LabelSpec, annotations: list[dict], student: str, *, label_config: str = "",
-                 random_state: int = 0, min_examples: int = 4) -> StudentBundle:
-    """Fit one estimator per block on `annotations`.
+                 random_state: int = 0, min_examples: int = 4, features: str = "tfidf") -> StudentBundle:
+    """Fit one estimator per block on `annotations`, with `student` on `features` ("tfidf" or
+    "embeddings", see `backend.students.make_student`).
 
     Raises
     ------
@@ -69,11 +70,12 @@ def train_bundle(spec: LabelSpec, annotations: list[dict], student: str, *, labe
                 )
             if block.multiple:
                 target = np.array([[choice in labels for choice in block.choices] for _, _, labels in examples], dtype=int)
-                estimator = fit_student(student, texts, target, multilabel=True, random_state=random_state)
+                estimator = fit_student(student, texts, target, multilabel=True, random_state=random_state,
+                                        features=features)
                 classes = block.choices
             else:
                 target = [labels[0] for _, _, labels in examples]
-                estimator = fit_student(student, texts, target, random_state=random_state)
+                estimator = fit_student(student, texts, target, random_state=random_state, features=features)
                 classes = tuple(str(label) for label in estimator.classes_)
         except NotEnoughDataError as exc:
             reasons.append(f"{block.from_name}: {exc}")
