@@ -57,12 +57,19 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
             axis.bar(x + (offset - 1) * width, means, width, yerr=sds, label=name, capsize=2)
         plotted_aucs = [row[key]["auc"]["mean"] for row in chosen for key in ("mraru", "random", "best_greedy") if row[key]]
         axis.set_ylim(max(0.0, min(plotted_aucs) - 0.05), min(1.0, max(plotted_aucs) + 0.03))
+        # AUCs over different budgets are not comparable, so mixed budgets are named on each bar group.
+        budgets = sorted({row["budget"] for row in chosen})
+        names = [f"{row['student']}/{row['features']}" for row in chosen]
+        if len(budgets) > 1:
+            names = [f"{name}\n{row['budget']} labels" for name, row in zip(names, chosen)]
         axis.set_xticks(x)
-        axis.set_xticklabels([f"{row['student']}/{row['features']}" for row in chosen], fontsize=8)
+        axis.set_xticklabels(names, fontsize=8)
         axis.set_ylabel("AUC accuracy")
-        axis.set_title(f"{corpus} (budget {chosen[0]['budget']}, {chosen[0]['seeds']} seeds)", fontsize=9)
+        budget_text = f"budget {budgets[0]}" if len(budgets) == 1 else f"budgets {budgets[0]}-{budgets[-1]}"
+        axis.set_title(f"{corpus} ({budget_text}, {chosen[0]['seeds']} seeds)", fontsize=9)
         axis.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, loc="lower right")
+    # The legend sits in the figure's top-right corner, away from the bars.
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper right", ncol=3, fontsize=8)
     _save(plt, figure, path, title, dpi=100)
     return True
 
