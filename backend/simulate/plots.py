@@ -44,19 +44,23 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
     plt = _pyplot(path)
     if plt is None:
         return False
+
     corpora = list(dict.fromkeys(row["corpus"] for row in rows))
     figure, axes = plt.subplots(len(corpora), 1, figsize=(11, 2.6 * len(corpora)), squeeze=False)
     width = 0.27
     for axis, corpus in zip(axes[:, 0], corpora):
         chosen = [row for row in rows if row["corpus"] == corpus]
         x = np.arange(len(chosen))
+
         for offset, (key, name) in enumerate((("mraru", "M-RARU"), ("random", "random"),
                                               ("best_greedy", "best greedy"))):
             means = [row[key]["auc"]["mean"] if row[key] else np.nan for row in chosen]
             sds = [row[key]["auc"]["sd"] if row[key] else 0.0 for row in chosen]
             axis.bar(x + (offset - 1) * width, means, width, yerr=sds, label=name, capsize=2)
+
         plotted_aucs = [row[key]["auc"]["mean"] for row in chosen for key in ("mraru", "random", "best_greedy") if row[key]]
         axis.set_ylim(max(0.0, min(plotted_aucs) - 0.05), min(1.0, max(plotted_aucs) + 0.03))
+
         # AUCs over different budgets are not comparable, so mixed budgets are named on each bar group.
         budgets = sorted({row["budget"] for row in chosen})
         names = [f"{row['student']}/{row['features']}" for row in chosen]
@@ -68,6 +72,7 @@ def plot_grid(rows: list[dict], path: Path, title: str) -> bool:
         budget_text = f"budget {budgets[0]}" if len(budgets) == 1 else f"budgets {budgets[0]}-{budgets[-1]}"
         axis.set_title(f"{corpus} ({budget_text}, {chosen[0]['seeds']} seeds)", fontsize=9)
         axis.grid(axis="y", alpha=0.3)
+
     # The legend sits in the figure's top-right corner, away from the bars.
     figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper right", ncol=3, fontsize=8)
     _save(plt, figure, path, title, dpi=100)
