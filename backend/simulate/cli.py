@@ -214,11 +214,18 @@ def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, d
             else:
                 tasks.append((config, seed))
     bar = _progress(len(tasks), f"{split.name} {folder.name}")
+
+    def finished(run_record):
+        # Store each run as it ends, so that an interrupted call loses only the runs in flight.
+        run_record["meta"] = meta
+        report.write_run(run_record, _run_path(folder, run_record["config"]))
+        runs.append(run_record)
+        bar(run_record)
+
     jobs = 1 if args.teacher == "llm" else max(1, args.jobs)
     if jobs == 1:
         for config, seed in tasks:
-            runs.append(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
-            bar(runs[-1])
+            finished(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
     else:
         # Workers come from a fork server, not a fork of this process, because a fork taken after
         # the full-pool reference had started OpenMP threads (gbdt) left the children waiting forever.
@@ -228,14 +235,11 @@ def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, d
             futures = [pool.submit(_one_run, split, replace(config, seed=seed), args.teacher, cache, fit)
                        for config, seed in tasks]
             for future in as_completed(futures):
-                runs.append(future.result())
-                bar(runs[-1])
+                finished(future.result())
     runs.sort(key=lambda run: (run["config"]["label"], run["config"]["seed"]))
 
     all_rows = []
     for run_record in runs:
-        run_record["meta"] = meta
-        report.write_run(run_record, _run_path(folder, run_record["config"]))
         all_rows.extend(report.curve_rows(run_record))
     _write_csv(folder / "curves.csv", all_rows)
     rows = report.summarize(runs, reference)

@@ -3,6 +3,7 @@ to reach a share of the full-pool accuracy, and the saving against random sampli
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -129,11 +130,14 @@ def _fmt(value) -> str:
 def write_run(run: dict, path: Path) -> None:
     """Write one run's record as JSON and its curve as CSV next to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(run, indent=1))
     with open(path.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CURVE_COLUMNS)
         writer.writerows(curve_rows(run))
+    # The JSON is what a later call reuses, so it is written last and renamed into place whole.
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(run, indent=1))
+    os.replace(partial, path.with_suffix(".json"))
 
 
 def curve_rows(run: dict) -> list[list]:

@@ -89,6 +89,35 @@ def test_cli_simulate_writes_runs_curves_summary_and_plot(tmp_path):
     assert json.loads((folder / "summary.json").read_text())["rows"] == json.loads(stored)["rows"]
 
 
+def test_cli_simulate_resumes_after_interrupt(tmp_path, monkeypatch):
+    from backend.simulate import cli as simulate_cli
+
+    corpus = weather_corpus(tmp_path / "toy.jsonl")
+    out = tmp_path / "out"
+    args = ["simulate", "--dataset", f"{corpus}@30", "--strategy", "random", "--student", "lr",
+            "--seeds", "3", "--seed-size", "10", "--batch-size", "10", "--out", str(out)]
+    real_run, calls = simulate_cli._one_run, []
+
+    def run_then_fail(*run_args):
+        calls.append(run_args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run(*run_args)
+
+    monkeypatch.setattr(simulate_cli, "_one_run", run_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    runs = out / "toy" / "gold" / "lr-tfidf" / "runs"
+    assert [path.name for path in runs.glob("*.json")] == ["random-lr-tfidf-b10-n30-seed0.json"]
+
+    # The next call reuses seed 0 and runs only the two seeds that did not finish.
+    calls.clear()
+    monkeypatch.setattr(simulate_cli, "_one_run", lambda *run_args: calls.append(run_args) or real_run(*run_args))
+    assert main(args) == 0
+    assert [run_args[1].seed for run_args in calls] == [1, 2]
+    assert len(list(runs.glob("*.json"))) == 3
+
+
 def weather_corpus(path, n=90):
     rows = [{"text": f"{word} {word} weather item{i}", "label": label}
             for i in range(n) for word, label in [(("sun", "rain", "snow")[i % 3], ("a", "b", "c")[i % 3])]]
