@@ -215,8 +215,8 @@ def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, d
                 tasks.append((config, seed))
     bar = _progress(len(tasks), f"{split.name} {folder.name}")
 
-    def finished(run_record):
-        # Store each run as it ends, so that an interrupted call loses only the runs in flight.
+    def store_run(run_record):
+        # Each run is stored as it ends, so an interrupted call loses only the runs still in progress.
         run_record["meta"] = meta
         report.write_run(run_record, _run_path(folder, run_record["config"]))
         runs.append(run_record)
@@ -225,7 +225,7 @@ def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, d
     jobs = 1 if args.teacher == "llm" else max(1, args.jobs)
     if jobs == 1:
         for config, seed in tasks:
-            finished(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
+            store_run(_one_run(split, replace(config, seed=seed), args.teacher, cache, fit))
     else:
         # Workers come from a fork server, not a fork of this process, because a fork taken after
         # the full-pool reference had started OpenMP threads (gbdt) left the children waiting forever.
@@ -235,7 +235,7 @@ def run_corpus(split, configs: list[RunConfig], args, out: Path) -> tuple[str, d
             futures = [pool.submit(_one_run, split, replace(config, seed=seed), args.teacher, cache, fit)
                        for config, seed in tasks]
             for future in as_completed(futures):
-                finished(future.result())
+                store_run(future.result())
     runs.sort(key=lambda run: (run["config"]["label"], run["config"]["seed"]))
 
     all_rows = []

@@ -134,10 +134,10 @@ def write_run(run: dict, path: Path) -> None:
         writer = csv.writer(handle)
         writer.writerow(CURVE_COLUMNS)
         writer.writerows(curve_rows(run))
-    # The JSON is what a later call reuses, so it is written last and renamed into place whole.
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(run, indent=1))
-    os.replace(partial, path.with_suffix(".json"))
+    # A later call reuses the JSON, so it is written last, under a temporary name, and then renamed.
+    temporary_path = path.with_suffix(".json.partial")
+    temporary_path.write_text(json.dumps(run, indent=1))
+    os.replace(temporary_path, path.with_suffix(".json"))
 
 
 def curve_rows(run: dict) -> list[list]:

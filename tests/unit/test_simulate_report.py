@@ -110,9 +110,14 @@ def test_cli_simulate_resumes_after_interrupt(tmp_path, monkeypatch):
     runs = out / "toy" / "gold" / "lr-tfidf" / "runs"
     assert [path.name for path in runs.glob("*.json")] == ["random-lr-tfidf-b10-n30-seed0.json"]
 
-    # The next call reuses seed 0 and runs only the two seeds that did not finish.
+    # The next call reuses the stored run and runs only the two that did not finish.
     calls.clear()
-    monkeypatch.setattr(simulate_cli, "_one_run", lambda *run_args: calls.append(run_args) or real_run(*run_args))
+
+    def run_and_record(*run_args):
+        calls.append(run_args)
+        return real_run(*run_args)
+
+    monkeypatch.setattr(simulate_cli, "_one_run", run_and_record)
     assert main(args) == 0
     assert [run_args[1].seed for run_args in calls] == [1, 2]
     assert len(list(runs.glob("*.json"))) == 3
