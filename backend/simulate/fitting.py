@@ -54,7 +54,7 @@ def warm_embedding_cache(split) -> Path:
     from backend.students.embeddings import default_model_path, encode, shared_cache
 
     texts = list(split.pool_texts) + list(split.test_texts)
-    digest = hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha1("\n".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:12]
     path = EMBEDDING_CACHE_DIR / f"{split.name}-{digest}.npz"
     cache = shared_cache(path)
     before = len(cache.vectors)

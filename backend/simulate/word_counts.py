@@ -10,7 +10,9 @@ order. Only the counting step is replaced, and it numbers the vocabulary as scik
 `CountVectorizer` does: features in order of first appearance, entries sorted by that number
 before the vocabulary is sorted by name. Sorting, the `max_features` cap and TF-IDF weighting
 stay scikit-learn's own code. `tests/unit/test_word_counts.py` checks the equality on generated
-text, down to the classifier's probabilities. A text outside the corpus is tokenised as usual.
+text, down to the classifier's probabilities. A text outside the corpus is tokenised as usual,
+and so is every text with a scikit-learn older than 1.9, whose counting step this was not checked
+against.
 """
 
 import hashlib
@@ -21,8 +23,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from backend.students.features import TextFeatures
 
-# Counts built in this process, by corpus digest: every fitter unpickled in a worker shares them.
-_BUILT: dict[str, "CorpusWordCounts"] = {}
+try:
+    from sklearn.utils._sparse import _align_api_if_sparse
+except ImportError:  # scikit-learn < 1.9: count as usual
+    _align_api_if_sparse = None
+
+# The counts of the corpus used last in this process, so that every fitter unpickled in a worker
+# shares them. One corpus at a time, because a call with several datasets runs them in turn.
+_BUILT: dict[str, "_Counts"] = {}
 
 
 class CorpusWordCounts:
@@ -40,7 +48,12 @@ class CorpusWordCounts:
 
     def __init__(self, texts):
         self.texts = list(texts)
-        self.digest = hashlib.sha1("\n".join(self.texts).encode("utf-8")).hexdigest()
+        digest = hashlib.sha1()
+        for text in self.texts:
+            # The length prefix keeps ["a\nb"] and ["a", "b"] apart. "surrogatepass" accepts the lone
+            # surrogates of truncated emoji, as the vectorizers do.
+            digest.update(f"{len(text)}:".encode() + text.encode("utf-8", "surrogatepass"))
+        self.digest = digest.hexdigest()
 
     def __getstate__(self):
         return {"texts": self.texts, "digest": self.digest}
@@ -53,7 +66,9 @@ class CorpusWordCounts:
         key = f"{self.digest}-{sorted(analyzer_params.items())}"
         if key not in _BUILT:
             analyze = TfidfVectorizer(**analyzer_params).build_analyzer()
-            _BUILT[key] = _Counts(self.texts, analyze)
+            counts = _Counts(self.texts, analyze)
+            _BUILT.clear()
+            _BUILT[key] = counts
         return _BUILT[key]
 
 
@@ -102,17 +117,37 @@ class _CountedTfidfVectorizer(TfidfVectorizer):
 
     corpus_counts = None
 
+    def fit(self, raw_documents, y=None):
+        self.columns_by_feature_id_ = None
+        super().fit(raw_documents, y)
+        self.columns_by_feature_id_ = self._columns_by_feature_id()
+        return self
+
+    def fit_transform(self, raw_documents, y=None):
+        self.columns_by_feature_id_ = None
+        X = super().fit_transform(raw_documents, y)
+        self.columns_by_feature_id_ = self._columns_by_feature_id()
+        return X
+
+    def _counts(self):
+        """Return the corpus counts for this vectorizer's analyzer, or None to count as usual."""
+        if self.corpus_counts is None or _align_api_if_sparse is None:
+            return None
+        return self.corpus_counts.built(_analyzer_params(self))
+
     def _count_vocab(self, raw_documents, fixed_vocab):
         documents = list(raw_documents)
-        counts = self.corpus_counts.built(_analyzer_params(self)) if self.corpus_counts is not None else None
+        counts = self._counts()
         rows = counts.rows(documents) if counts is not None else None
-        if rows is None:
+        columns_by_feature_id = getattr(self, "columns_by_feature_id_", None)
+        if rows is None or (fixed_vocab and columns_by_feature_id is None):
             return super()._count_vocab(documents, fixed_vocab)
+
         feature_ids, values, lengths = counts.entries(rows)
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         if fixed_vocab:
             vocabulary = self.vocabulary_
-            columns = self._columns_by_feature_id(counts)[feature_ids]
+            columns = columns_by_feature_id[feature_ids]
             known = columns >= 0
             columns, values = columns[known], values[known]
             indptr = np.concatenate([[0], np.cumsum(_row_sums(known, lengths))])
@@ -126,24 +161,27 @@ class _CountedTfidfVectorizer(TfidfVectorizer):
             vocabulary = {counts.terms[feature_id]: int(n) for n, feature_id in enumerate(unique_ids[order])}
             if not vocabulary:
                 raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
+
         index_dtype = np.int32 if indptr[-1] <= np.iinfo(np.int32).max else np.int64
         X = sp.csr_array(
             (values.astype(np.intc), columns.astype(index_dtype), indptr.astype(index_dtype)),
             shape=(len(documents), len(vocabulary)), dtype=self.dtype,
         )
         X.sort_indices()
-        return vocabulary, _sparse_like_sklearn(X)
+        return vocabulary, _align_api_if_sparse(X)
 
-    def _columns_by_feature_id(self, counts) -> np.ndarray:
-        """Column of each corpus feature id in the fitted vocabulary, -1 where it has none."""
-        if getattr(self, "columns_by_feature_id_", None) is None:
-            columns = np.full(len(counts.terms), -1, dtype=np.int64)
-            for term, column in self.vocabulary_.items():
-                feature_id = counts.ids_of_terms.get(term)
-                if feature_id is not None:
-                    columns[feature_id] = column
-            self.columns_by_feature_id_ = columns
-        return self.columns_by_feature_id_
+    def _columns_by_feature_id(self):
+        """Return the column of each corpus feature id in the fitted vocabulary (-1 where it has
+        none), or None without corpus counts."""
+        counts = self._counts()
+        if counts is None:
+            return None
+        columns = np.full(len(counts.terms), -1, dtype=np.int32)
+        for term, column in self.vocabulary_.items():
+            feature_id = counts.ids_of_terms.get(term)
+            if feature_id is not None:
+                columns[feature_id] = column
+        return columns
 
 
 class CountedTextFeatures(TextFeatures):
@@ -180,10 +218,3 @@ def _row_sums(mask: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lengths)
     totals = np.concatenate([[0], np.cumsum(mask)])
     return totals[ends] - totals[ends - lengths]
-
-
-def _sparse_like_sklearn(X):
-    """Return `X` in the sparse interface scikit-learn is configured for, as CountVectorizer does."""
-    from sklearn.utils._sparse import _align_api_if_sparse
-
-    return _align_api_if_sparse(X)

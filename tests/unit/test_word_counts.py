@@ -72,6 +72,32 @@ def test_texts_outside_corpus_are_tokenised_as_usual(texts):
                        CountedTextFeatures(CorpusWordCounts(texts)).fit_transform(outside))
 
 
+def test_refitted_vectorizer_maps_new_vocabulary():
+    corpus = ["a b c", "d e f", "a d"]
+    counted = CountedTextFeatures(CorpusWordCounts(corpus)).fit(corpus[:1]).words_
+    counted.transform(corpus)
+    counted.fit(corpus[1:2])
+    plain = TextFeatures().fit(corpus[1:2]).words_
+
+    assert_same_matrix(plain.transform(["d e f"]), counted.transform(["d e f"]))
+
+
+def test_old_scikit_learn_counts_as_usual(texts, monkeypatch):
+    monkeypatch.setattr(word_counts, "_align_api_if_sparse", None)
+    plain, counted = TextFeatures(), CountedTextFeatures(CorpusWordCounts(texts))
+
+    assert_same_matrix(plain.fit_transform(texts[:40]), counted.fit_transform(texts[:40]))
+    assert_same_matrix(plain.transform(texts), counted.transform(texts))
+
+
+def test_corpus_digest_separates_texts_and_accepts_surrogates():
+    joined, split = CorpusWordCounts(["x y\nz w"]), CorpusWordCounts(["x y", "z w"])
+    truncated_emoji = "a truncated emoji \ud83d"
+
+    assert joined.digest != split.digest
+    assert CorpusWordCounts([truncated_emoji]).digest
+
+
 def test_empty_training_texts_raise_as_text_features_do(texts):
     with pytest.raises(ValueError, match="empty vocabulary"):
         TextFeatures().fit([""])
