@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Optional
 
 from backend.sampling import STRATEGIES
 from backend.simulate import report
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fit and predict time of every student, or a report of every summary under --out")
     parser.add_argument("--dataset", default="rotten_tomatoes",
                         help="comma list of rotten_tomatoes, bbc_news, tweets, spamassassin or CSV/JSONL files; "
-                             "NAME@N sets that corpus's budget to N")
+                             "NAME@N sets that corpus's budget to N in place of --budget")
     parser.add_argument("--teacher", default="gold", help="gold, noisy:<rate> (e.g. noisy:0.1) or llm")
     parser.add_argument("--teacher-cache", default=None,
                         help="sqlite answer cache of the llm teacher (default OUT/teacher.sqlite3)")
@@ -72,9 +73,46 @@ def parse_strategies(text: str, base: RunConfig) -> list[RunConfig]:
             key, _, value = option.partition("=")
             if key not in ("eps", "tau", "power", "uncertainty"):
                 raise ValueError(f"strategy {item!r}: unknown parameter {key!r}; use eps, tau, power or uncertainty.")
-            overrides[key] = value if key == "uncertainty" else float(value)
+            if key == "uncertainty":
+                overrides[key] = value
+                continue
+            try:
+                overrides[key] = float(value)
+            except ValueError:
+                raise ValueError(f"strategy {item!r}: {key} must be a number; got {value!r}. "
+                                 f"Write it as {name}:{key}=0.25.") from None
         configs.append(replace(base, **overrides))
     return configs
+
+
+def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
+    """Parse "bbc_news@500,tweets" into (corpus, budget) pairs; the budget is None without "@N".
+
+    An item naming an existing file is a path, even when it holds an "@".
+    """
+    datasets = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, at, budget = item.rpartition("@")
+        if not at or os.path.isfile(item):
+            datasets.append((item, None))
+            continue
+        if not budget.isdigit() or int(budget) < 1:
+            raise ValueError(f"dataset {item!r}: the budget after '@' must be a whole number of teacher labels "
+                             f">= 1; got {budget!r}. Write it as {name}@500.")
+        datasets.append((name, int(budget)))
+    if not datasets:
+        raise ValueError("--dataset needs a corpus name or a file path, e.g. --dataset rotten_tomatoes.")
+    return datasets
+
+
+def check_counts(args) -> None:
+    """Refuse a count option below 1, naming the option as the user typed it."""
+    for option in ("seeds", "jobs", "seed_size", "batch_size", "budget"):
+        value = getattr(args, option)
+        if value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be a whole number >= 1; got {value}.")
+    if args.pool_limit is not None and args.pool_limit < 1:
+        raise ValueError(f"--pool-limit must be >= 1 (leave it out to use the whole pool); got {args.pool_limit}.")
 
 
 def parse_students(students: str, features: str) -> list[tuple[str, str]]:
@@ -122,15 +160,21 @@ def _run(args) -> int:
     if args.mode == "report":
         print(write_report(out))
         return 0
+    check_counts(args)
+    datasets = parse_datasets(args.dataset)
+    for dataset, budget in datasets:
+        if (budget or args.budget) <= args.seed_size:
+            raise ValueError(f"dataset {dataset!r}: a budget of {budget or args.budget} labels leaves no label "
+                             f"beyond the random seed set of --seed-size {args.seed_size}, so the strategies "
+                             "could not differ. Raise the budget or lower --seed-size.")
     pairs = parse_students(args.student, args.features)
     base = RunConfig(seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget, eps=args.eps,
                      tau=args.tau, uncertainty=args.uncertainty, power=args.power)
     configs = parse_strategies(args.strategy, base)
     started = time.perf_counter()
     tables, grid = [], []
-    for item in filter(None, (name.strip() for name in args.dataset.split(","))):
-        dataset, _, budget = item.partition("@")
-        corpus_configs = [replace(config, budget=int(budget)) for config in configs] if budget else configs
+    for dataset, budget in datasets:
+        corpus_configs = [replace(config, budget=budget) for config in configs] if budget else configs
         split = split_corpus(load_corpus(dataset), test_fraction=args.test_fraction, split_seed=args.split_seed,
                              pool_limit=args.pool_limit)
         for student, features in pairs:

@@ -17,6 +17,8 @@ from backend.datasets import Dataset, DatasetError, load_dataset, stratified_sub
 
 logger = logging.getLogger(__name__)
 
+# The corpora `load_corpus` knows by name.
+CORPORA = ("bbc_news", "rotten_tomatoes", "spamassassin", "tweets")
 SPAMASSASSIN_ENV = "MRARU_SPAMASSASSIN_DIR"
 SPAMASSASSIN_DEFAULT = Path("~/.cache/mraru/spam-assassin/package").expanduser()
 SPAMASSASSIN_FETCH = (
@@ -43,6 +45,9 @@ def load_corpus(name_or_path: str) -> Dataset:
     """Load "spamassassin", a corpus `backend.datasets.load_dataset` knows, or a user file."""
     if name_or_path == "spamassassin":
         return load_spamassassin()
+    if name_or_path not in CORPORA and not os.path.isfile(name_or_path):
+        raise DatasetError(f"unknown dataset {name_or_path!r}: it is not one of {list(CORPORA)} and no such file "
+                           "exists; pass a corpus name or the path of a CSV, JSON or JSONL file.")
     return load_dataset(name_or_path)
 
 

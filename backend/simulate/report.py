@@ -212,4 +212,7 @@ def grid_table(summaries: list[dict]) -> str:
             f"{mraru['saving@95%'] or '-'} / {(best or {}).get('saving@95%') or '-'}",
             f"{mraru['seconds']:.0f} / {best['seconds']:.0f}" if best else f"{mraru['seconds']:.0f} / -",
         ]) + " |")
+    if len(lines) == 2:
+        lines.append("\nNo rows: each row compares an M-RARU run with random and greedy runs of the same cell, "
+                     "and these results hold no M-RARU run. Add mraru to --strategy.")
     return "\n".join(lines) + "\n"

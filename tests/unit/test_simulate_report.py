@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from backend.cli import main
-from backend.simulate.cli import parse_students
+from backend.simulate.cli import parse_datasets, parse_students
 from backend.simulate.report import (compare_auc, curve_auc, grid_table, labels_to_reach, markdown_table,
                                      summarize, value_at)
 
@@ -255,3 +255,36 @@ def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
     assert "--mode selection-cost takes one --student" in capsys.readouterr().err
     assert main(["simulate", "--mode", "report", "--out", str(tmp_path / "empty")]) == 2
     assert "no summary.json under" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--dataset", "bbc_news@abc"], "dataset 'bbc_news@abc': the budget after '@' must be a whole number"),
+    (["--dataset", "bbc_news@-3"], "got '-3'. Write it as bbc_news@500."),
+    (["--dataset", " , "], "--dataset needs a corpus name or a file path"),
+    (["--dataset", "bbc_news", "--budget", "-3"], "--budget must be a whole number >= 1; got -3."),
+    (["--dataset", "bbc_news", "--seeds", "0"], "--seeds must be a whole number >= 1; got 0."),
+    (["--dataset", "bbc_news", "--jobs", "0"], "--jobs must be a whole number >= 1; got 0."),
+    (["--dataset", "bbc_news", "--pool-limit", "0"], "--pool-limit must be >= 1 (leave it out"),
+    (["--dataset", "bbc_news@30", "--seed-size", "50"], "a budget of 30 labels leaves no label beyond the random seed"),
+    (["--dataset", "bbc_news", "--strategy", "mraru:tau=x"], "strategy 'mraru:tau=x': tau must be a number; got 'x'."),
+    (["--dataset", "no_such_corpus"], "'rotten_tomatoes', 'spamassassin', 'tweets'] and no such file exists"),
+])
+def test_cli_simulate_names_the_bad_value_and_the_fix(tmp_path, capsys, options, message):
+    # Every case is refused before a corpus is read or a run starts, so no output folder is filled.
+    assert main(["simulate", *options, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+    assert not list((tmp_path / "out").glob("*/*"))
+
+
+def test_grid_table_without_mraru_says_why_it_is_empty():
+    summary = {"meta": {"corpus": "toy", "teacher": "gold"}, "reference": {"accuracy": 1.0},
+               "rows": [{"strategy": "random"}]}
+    assert grid_table([summary]).endswith("these results hold no M-RARU run. Add mraru to --strategy.\n")
+
+
+def test_parse_datasets_budgets_and_paths_with_at(tmp_path):
+    corpus = tmp_path / "team@work.jsonl"
+    corpus.write_text('{"text": "a", "label": "x"}\n')
+    assert parse_datasets(f"bbc_news@500, tweets,{corpus}") == [("bbc_news", 500), ("tweets", None), (str(corpus), None)]
