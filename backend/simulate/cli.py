@@ -88,7 +88,7 @@ def parse_strategies(text: str, base: RunConfig) -> list[RunConfig]:
 def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
     """Parse "bbc_news@500,tweets" into (corpus, budget) pairs; the budget is None without "@N".
 
-    An item naming an existing file is a path, even when it holds an "@".
+    An item naming an existing file is a path, even when it contains an "@".
     """
     datasets = []
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -97,8 +97,8 @@ def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
             datasets.append((item, None))
             continue
         if not budget.isdigit() or int(budget) < 1:
-            raise ValueError(f"dataset {item!r}: the budget after '@' must be a whole number of teacher labels "
-                             f">= 1; got {budget!r}. Write it as {name}@500.")
+            raise ValueError(f"invalid budget in dataset {item!r}: the part after '@' must be a whole number of "
+                             f"teacher labels >= 1; got {budget!r}. Write it as {name}@500.")
         datasets.append((name, int(budget)))
     if not datasets:
         raise ValueError("--dataset needs a corpus name or a file path, e.g. --dataset rotten_tomatoes.")
@@ -106,7 +106,7 @@ def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
 
 
 def check_counts(args) -> None:
-    """Refuse a count option below 1, naming the option as the user typed it."""
+    """Raise ValueError for a count option below 1, naming the option as the user types it."""
     for option in ("seeds", "jobs", "seed_size", "batch_size", "budget"):
         value = getattr(args, option)
         if value < 1:

@@ -17,7 +17,7 @@ from backend.datasets import Dataset, DatasetError, load_dataset, stratified_sub
 
 logger = logging.getLogger(__name__)
 
-# The corpora `load_corpus` knows by name.
+# The corpus names that `load_corpus` loads.
 CORPORA = ("bbc_news", "rotten_tomatoes", "spamassassin", "tweets")
 SPAMASSASSIN_ENV = "MRARU_SPAMASSASSIN_DIR"
 SPAMASSASSIN_DEFAULT = Path("~/.cache/mraru/spam-assassin/package").expanduser()

@@ -258,7 +258,7 @@ def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--dataset", "bbc_news@abc"], "dataset 'bbc_news@abc': the budget after '@' must be a whole number"),
+    (["--dataset", "bbc_news@abc"], "invalid budget in dataset 'bbc_news@abc': the part after '@' must be"),
     (["--dataset", "bbc_news@-3"], "got '-3'. Write it as bbc_news@500."),
     (["--dataset", " , "], "--dataset needs a corpus name or a file path"),
     (["--dataset", "bbc_news", "--budget", "-3"], "--budget must be a whole number >= 1; got -3."),
@@ -269,8 +269,8 @@ def test_cli_simulate_invalid_input_exits_2(tmp_path, capsys):
     (["--dataset", "bbc_news", "--strategy", "mraru:tau=x"], "strategy 'mraru:tau=x': tau must be a number; got 'x'."),
     (["--dataset", "no_such_corpus"], "'rotten_tomatoes', 'spamassassin', 'tweets'] and no such file exists"),
 ])
-def test_cli_simulate_names_the_bad_value_and_the_fix(tmp_path, capsys, options, message):
-    # Every case is refused before a corpus is read or a run starts, so no output folder is filled.
+def test_simulate_cli_invalid_values(tmp_path, capsys, options, message):
+    # Every case is rejected before a corpus is read or a run starts, so no output folder is filled.
     assert main(["simulate", *options, "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert message in error
@@ -278,13 +278,13 @@ def test_cli_simulate_names_the_bad_value_and_the_fix(tmp_path, capsys, options,
     assert not list((tmp_path / "out").glob("*/*"))
 
 
-def test_grid_table_without_mraru_says_why_it_is_empty():
+def test_grid_table_without_mraru():
     summary = {"meta": {"corpus": "toy", "teacher": "gold"}, "reference": {"accuracy": 1.0},
                "rows": [{"strategy": "random"}]}
     assert grid_table([summary]).endswith("these results hold no M-RARU run. Add mraru to --strategy.\n")
 
 
-def test_parse_datasets_budgets_and_paths_with_at(tmp_path):
+def test_parse_datasets_paths_with_at(tmp_path):
     corpus = tmp_path / "team@work.jsonl"
     corpus.write_text('{"text": "a", "label": "x"}\n')
     assert parse_datasets(f"bbc_news@500, tweets,{corpus}") == [("bbc_news", 500), ("tweets", None), (str(corpus), None)]
