@@ -14,7 +14,7 @@ from typing import Optional
 
 from backend.sampling import STRATEGIES
 from backend.simulate import report
-from backend.simulate.corpora import load_corpus, split_corpus
+from backend.simulate.corpora import check_corpus_name, load_corpus, split_corpus
 from backend.simulate.fitting import FEATURES, make_fitter
 from backend.simulate.runner import RunConfig, full_pool_reference, run_simulation
 from backend.simulate.teachers import make_teacher
@@ -79,14 +79,14 @@ def parse_strategies(text: str, base: RunConfig) -> list[RunConfig]:
             try:
                 overrides[key] = float(value)
             except ValueError:
-                raise ValueError(f"strategy {item!r}: {key} must be a number; got {value!r}. "
+                raise ValueError(f"invalid {key} in strategy {item!r}: expected a number, got {value!r}. "
                                  f"Write it as {name}:{key}=0.25.") from None
         configs.append(replace(base, **overrides))
     return configs
 
 
 def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
-    """Parse "bbc_news@500,tweets" into (corpus, budget) pairs; the budget is None without "@N".
+    """Parse "bbc_news@500,tweets" into (corpus, budget) pairs, with budget None where "@N" is missing.
 
     An item naming an existing file is a path, even when it contains an "@".
     """
@@ -101,7 +101,8 @@ def parse_datasets(text: str) -> list[tuple[str, Optional[int]]]:
                              f"teacher labels >= 1; got {budget!r}. Write it as {name}@500.")
         datasets.append((name, int(budget)))
     if not datasets:
-        raise ValueError("--dataset needs a corpus name or a file path, e.g. --dataset rotten_tomatoes.")
+        raise ValueError("missing corpus in --dataset: pass a corpus name or a file path, "
+                         "e.g. --dataset rotten_tomatoes.")
     return datasets
 
 
@@ -110,9 +111,10 @@ def check_counts(args) -> None:
     for option in ("seeds", "jobs", "seed_size", "batch_size", "budget"):
         value = getattr(args, option)
         if value < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be a whole number >= 1; got {value}.")
+            raise ValueError(f"invalid --{option.replace('_', '-')} {value}: use a whole number >= 1.")
     if args.pool_limit is not None and args.pool_limit < 1:
-        raise ValueError(f"--pool-limit must be >= 1 (leave it out to use the whole pool); got {args.pool_limit}.")
+        raise ValueError(f"invalid --pool-limit {args.pool_limit}: use a whole number >= 1, "
+                         "or leave it out to use the whole pool.")
 
 
 def parse_students(students: str, features: str) -> list[tuple[str, str]]:
@@ -146,6 +148,9 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if args.mode == "curves":
+        # Every argument is checked before the output folder is created.
+        datasets, pairs, configs = _check_curve_arguments(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.mode in ("selection-cost", "student-cost"):
@@ -160,17 +165,6 @@ def _run(args) -> int:
     if args.mode == "report":
         print(write_report(out))
         return 0
-    check_counts(args)
-    datasets = parse_datasets(args.dataset)
-    for dataset, budget in datasets:
-        if (budget or args.budget) <= args.seed_size:
-            raise ValueError(f"dataset {dataset!r}: a budget of {budget or args.budget} labels leaves no label "
-                             f"beyond the random seed set of --seed-size {args.seed_size}, so the strategies "
-                             "could not differ. Raise the budget or lower --seed-size.")
-    pairs = parse_students(args.student, args.features)
-    base = RunConfig(seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget, eps=args.eps,
-                     tau=args.tau, uncertainty=args.uncertainty, power=args.power)
-    configs = parse_strategies(args.strategy, base)
     started = time.perf_counter()
     tables, grid = [], []
     for dataset, budget in datasets:
@@ -190,6 +184,22 @@ def _run(args) -> int:
     print(report.grid_table(grid))
     print(f"total wall time {total:.0f} s; results in {out}")
     return 0
+
+
+def _check_curve_arguments(args) -> tuple[list, list, list[RunConfig]]:
+    """Return the datasets, (student, features) pairs and run configs of a curves call, or raise ValueError."""
+    check_counts(args)
+    datasets = parse_datasets(args.dataset)
+    for dataset, budget in datasets:
+        check_corpus_name(dataset)
+        if (budget or args.budget) <= args.seed_size:
+            raise ValueError(f"invalid budget {budget or args.budget} for dataset {dataset!r}: it leaves no "
+                             f"label beyond the random seed set of --seed-size {args.seed_size}, so the "
+                             "strategies could not differ. Raise the budget or lower --seed-size.")
+    pairs = parse_students(args.student, args.features)
+    base = RunConfig(seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget, eps=args.eps,
+                     tau=args.tau, uncertainty=args.uncertainty, power=args.power)
+    return datasets, pairs, parse_strategies(args.strategy, base)
 
 
 def write_report(out: Path) -> str:

@@ -43,12 +43,17 @@ class Split:
 
 def load_corpus(name_or_path: str) -> Dataset:
     """Load "spamassassin", a corpus `backend.datasets.load_dataset` knows, or a user file."""
+    check_corpus_name(name_or_path)
     if name_or_path == "spamassassin":
         return load_spamassassin()
+    return load_dataset(name_or_path)
+
+
+def check_corpus_name(name_or_path: str) -> None:
+    """Raise DatasetError unless `name_or_path` is a corpus name or an existing file."""
     if name_or_path not in CORPORA and not os.path.isfile(name_or_path):
         raise DatasetError(f"unknown dataset {name_or_path!r}: it is not one of {list(CORPORA)} and no such file "
                            "exists; pass a corpus name or the path of a CSV, JSON or JSONL file.")
-    return load_dataset(name_or_path)
 
 
 def spamassassin_dir() -> Path:
