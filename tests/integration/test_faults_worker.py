@@ -77,6 +77,12 @@ def retrain_done(model_dir) -> bool:
     return bool(row) and row[0] == row[1]
 
 
+def fit_seconds(workers, examples: int) -> float:
+    """Return the shortest fit time the workers logged for a retrain on `examples` annotations."""
+    pattern = re.compile(rf"project={PROJECT} published \S+ \(\{{'sentiment': {examples}\}} examples, ([\d.]+) s\)")
+    return min(float(seconds) for worker in workers for seconds in pattern.findall(worker.log_text()))
+
+
 def predict(url: str) -> dict:
     response = requests.post(f"{url}/predict", json={"tasks": [{"data": {"text": "a superb and moving film"}}],
                                                      "project": PROJECT}, timeout=10)
@@ -101,6 +107,9 @@ def test_worker_sigkill_redoes_retrain(tmp_path):
         wait_until(lambda: (model_dir / "projects" / str(PROJECT) / "LATEST").exists()
                    and latest(model_dir).n_examples["sentiment"] == BASE, 180, "the first student did not train")
         wait_until(lambda: retrain_done(model_dir), 60, "the first retrains did not settle")
+        # Kill within the first half of a fit, so that a fast machine does not finish the retrain
+        # before the kill lands.
+        window = 0.5 * fit_seconds(workers, BASE)
 
         for kill in range(KILLS):
             seq = requested(model_dir) + 1
@@ -109,7 +118,7 @@ def test_worker_sigkill_redoes_retrain(tmp_path):
             victim = wait_until(lambda: next((w for w in workers if started_at_least(w, seq)), None), 60,
                                 f"kill {kill}: no retrain started for request {seq}", interval=0.02)
             offset, job_pid = started_at_least(victim, seq)
-            time.sleep(rng.uniform(0.0, 0.2))
+            time.sleep(rng.uniform(0.0, window))
             kill_worker(victim, job_pid)
             killed_mid_retrain += f"project={PROJECT} published" not in victim.log_text()[offset:]
             workers.remove(victim)
