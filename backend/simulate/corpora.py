@@ -17,7 +17,7 @@ from backend.datasets import Dataset, DatasetError, load_dataset, stratified_sub
 
 logger = logging.getLogger(__name__)
 
-# The corpus names that `load_corpus` loads.
+# The corpus names that `load_corpus` accepts besides file paths.
 CORPORA = ("bbc_news", "rotten_tomatoes", "spamassassin", "tweets")
 SPAMASSASSIN_ENV = "MRARU_SPAMASSASSIN_DIR"
 SPAMASSASSIN_DEFAULT = Path("~/.cache/mraru/spam-assassin/package").expanduser()
@@ -53,7 +53,7 @@ def check_corpus_name(name_or_path: str) -> None:
     """Raise DatasetError unless `name_or_path` is a corpus name or an existing file."""
     if name_or_path not in CORPORA and not os.path.isfile(name_or_path):
         raise DatasetError(f"unknown dataset {name_or_path!r}: it is not one of {list(CORPORA)} and no such file "
-                           "exists; pass a corpus name or the path of a CSV, JSON or JSONL file.")
+                           "exists. Pass a corpus name or the path of a CSV, JSON or JSONL file.")
 
 
 def spamassassin_dir() -> Path:

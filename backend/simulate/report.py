@@ -214,5 +214,5 @@ def grid_table(summaries: list[dict]) -> str:
         ]) + " |")
     if len(lines) == 2:
         lines.append("\nNo rows: each row compares an M-RARU run with random and greedy runs of the same cell, "
-                     "and these results hold no M-RARU run. Add mraru to --strategy.")
+                     "and these results contain no M-RARU run. Add mraru to --strategy.")
     return "\n".join(lines) + "\n"

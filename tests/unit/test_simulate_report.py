@@ -281,7 +281,7 @@ def test_simulate_cli_invalid_values(tmp_path, capsys, options, message):
 def test_grid_table_without_mraru():
     summary = {"meta": {"corpus": "toy", "teacher": "gold"}, "reference": {"accuracy": 1.0},
                "rows": [{"strategy": "random"}]}
-    assert grid_table([summary]).endswith("these results hold no M-RARU run. Add mraru to --strategy.\n")
+    assert grid_table([summary]).endswith("these results contain no M-RARU run. Add mraru to --strategy.\n")
 
 
 def test_parse_datasets_paths_with_at(tmp_path):
